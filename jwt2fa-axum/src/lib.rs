@@ -1,1 +1,195 @@
-//! placeholder
+//! axum adapter for jwt2fa: the routes of the account flow, an [`AuthUser`]
+//! extractor for the application's own routes, and JSON errors.
+//!
+//! Every request under the prefix goes to [`Auth::handle`], which holds all
+//! rules of the HTTP contract, so this crate only translates between axum
+//! and the core.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use axum::{routing::get, Router};
+//! use jwt2fa_axum::AuthUser;
+//! use jwt2fa_core::{Auth, AuthConfig, MemoryStore};
+//!
+//! async fn hello(user: AuthUser) -> String {
+//!     format!("hello, user {}", user.user_id)
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = AuthConfig::builder("an example secret of at least 32 bytes").build()?;
+//! let auth = Auth::builder(config, Arc::new(MemoryStore::new())).build()?;
+//!
+//! let app = Router::new()
+//!     .route("/hello", get(hello))
+//!     .with_state(auth.clone())
+//!     .merge(jwt2fa_axum::router(auth));
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+//! axum::serve(
+//!     listener,
+//!     app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+//! )
+//! .await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Serve with `into_make_service_with_connect_info::<SocketAddr>()` so the
+//! per-client rate limits see the peer address; without it they are off.
+
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::ops::Deref;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts, RawPathParams, Request, State};
+use axum::http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+use jwt2fa_core::{ApiRequest, ApiResponse, Auth, AuthError, AuthenticatedUser, MAX_BODY_BYTES};
+
+pub use jwt2fa_core::DEFAULT_PREFIX;
+
+/// Returns a router with every route of the contract under `/api/users`.
+pub fn router(auth: Auth) -> Router {
+    router_with_prefix(auth, DEFAULT_PREFIX)
+}
+
+/// Returns a router with every route of the contract under `prefix`, such
+/// as `/auth` (no trailing slash; `""` mounts them at the root).
+///
+/// Each path answers with and without its trailing slash, and every
+/// response, errors included, is JSON.
+pub fn router_with_prefix(auth: Auth, prefix: &str) -> Router {
+    let prefix = prefix.trim_end_matches('/');
+    Router::new()
+        .route(&format!("{prefix}/{{*path}}"), any(handle))
+        .with_state(auth)
+}
+
+/// Converts a core response into an axum response.
+pub fn into_response(response: ApiResponse) -> Response {
+    let mut builder = Response::builder()
+        .status(StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header(CONTENT_TYPE, ApiResponse::CONTENT_TYPE);
+    for (name, value) in response.headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            builder = builder.header(HeaderName::from_static(lowercase(name)), value);
+        }
+    }
+    builder
+        .body(Body::from(response.body))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// Maps the core's header names to the lower-case form `HeaderName` requires.
+fn lowercase(name: &'static str) -> &'static str {
+    match name {
+        "WWW-Authenticate" => "www-authenticate",
+        "Retry-After" => "retry-after",
+        "Allow" => "allow",
+        other => other,
+    }
+}
+
+fn header<'a>(parts: &'a Parts, name: impl axum::http::header::AsHeaderName) -> Option<&'a str> {
+    parts.headers.get(name).and_then(|value| value.to_str().ok())
+}
+
+async fn handle(State(auth): State<Auth>, request: Request) -> Response {
+    let (mut parts, body) = request.into_parts();
+
+    let declared_length = header(&parts, CONTENT_LENGTH).and_then(|value| value.parse::<usize>().ok());
+    if declared_length.is_some_and(|length| length > MAX_BODY_BYTES) {
+        return into_response(AuthError::PayloadTooLarge.to_response());
+    }
+    // Reading stops at the limit, so a body without Content-Length cannot
+    // grow past it either.
+    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(_) => return into_response(AuthError::PayloadTooLarge.to_response()),
+    };
+
+    let relative = wildcard_path(&mut parts).await;
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
+
+    let response = auth
+        .handle(ApiRequest {
+            method: parts.method.as_str(),
+            path: &relative,
+            content_type: header(&parts, CONTENT_TYPE),
+            authorization: header(&parts, AUTHORIZATION),
+            forwarded_for: header(&parts, "x-forwarded-for"),
+            peer,
+            body: &body,
+        })
+        .await;
+    into_response(response)
+}
+
+/// Returns the part of the path matched by the router's wildcard, such as
+/// `register/`.
+async fn wildcard_path(parts: &mut Parts) -> String {
+    let params = RawPathParams::from_request_parts(parts, &()).await;
+    params
+        .ok()
+        .and_then(|params| {
+            params
+                .iter()
+                .find(|(name, _)| *name == "path")
+                .map(|(_, value)| value.to_owned())
+        })
+        .unwrap_or_default()
+}
+
+/// The user behind a valid `Authorization: Bearer` access token.
+///
+/// The token is checked without the database (signature, expiry, type), so
+/// a deactivated user's token works until it expires. A missing or invalid
+/// token rejects the request with the contract's 401 JSON body and
+/// `WWW-Authenticate: Bearer`.
+///
+/// The router's state must give an [`Auth`] through [`FromRef`].
+#[derive(Debug, Clone)]
+pub struct AuthUser(pub AuthenticatedUser);
+
+impl Deref for AuthUser {
+    type Target = AuthenticatedUser;
+
+    fn deref(&self) -> &AuthenticatedUser {
+        &self.0
+    }
+}
+
+/// Rejection of [`AuthUser`]: the core's error, rendered as JSON.
+#[derive(Debug)]
+pub struct AuthRejection(pub AuthError);
+
+impl IntoResponse for AuthRejection {
+    fn into_response(self) -> Response {
+        into_response(self.0.to_response())
+    }
+}
+
+impl<S> FromRequestParts<S> for AuthUser
+where
+    Auth: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let auth = Auth::from_ref(state);
+        auth.authenticate_header(header(parts, AUTHORIZATION))
+            .map(AuthUser)
+            .map_err(AuthRejection)
+    }
+}

@@ -95,6 +95,18 @@ pub fn email(value: &str, errors: &mut FieldErrors) -> Option<String> {
     Some(value.to_owned())
 }
 
+/// Returns whether `value` is a sender mailbox such as
+/// `jwt2fa <no-reply@localhost>` or `no-reply@example.com`.
+pub fn is_valid_mailbox(value: &str) -> bool {
+    let options = Options {
+        minimum_sub_domains: 1,
+        allow_domain_literal: false,
+        allow_display_text: true,
+        allow_long_local_parts: false,
+    };
+    !value.chars().any(char::is_control) && EmailAddress::parse_with_options(value, options).is_ok()
+}
+
 /// Checks a new password and returns its NFKC form. Every reason it fails
 /// is added to `field`.
 pub fn new_password(
