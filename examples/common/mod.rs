@@ -31,6 +31,7 @@ pub struct Settings {
     pub access_ttl: i64,
     pub refresh_ttl: i64,
     pub trusted_proxies: Vec<IpAddr>,
+    pub client_limits: bool,
 }
 
 fn var(name: &str) -> Result<Option<String>, String> {
@@ -59,7 +60,10 @@ impl Settings {
     pub fn from_env() -> Result<Self, String> {
         let database_url = var("DATABASE_URL")?.unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
         let scheme = database_url.split(':').next().unwrap_or_default();
-        if !matches!(scheme, "sqlite" | "postgres" | "postgresql" | "mysql" | "mariadb") {
+        if !matches!(
+            scheme,
+            "sqlite" | "postgres" | "postgresql" | "mysql" | "mariadb"
+        ) {
             return Err(format!(
                 "DATABASE_URL has the unsupported scheme {scheme:?}: expected sqlite://FILE, postgres://… or mysql://…"
             ));
@@ -85,7 +89,9 @@ impl Settings {
 
         let bind_text = var("JWT2FA_BIND")?.unwrap_or_else(|| DEFAULT_BIND.to_owned());
         let bind = bind_text.parse::<SocketAddr>().map_err(|_| {
-            format!("JWT2FA_BIND={bind_text:?} is invalid: expected IP:PORT, such as 127.0.0.1:8000")
+            format!(
+                "JWT2FA_BIND={bind_text:?} is invalid: expected IP:PORT, such as 127.0.0.1:8000"
+            )
         })?;
 
         let mut cors_origins = Vec::new();
@@ -117,7 +123,10 @@ impl Settings {
         }
 
         let mut trusted_proxies = Vec::new();
-        for proxy in var("JWT2FA_TRUSTED_PROXIES")?.unwrap_or_default().split(',') {
+        for proxy in var("JWT2FA_TRUSTED_PROXIES")?
+            .unwrap_or_default()
+            .split(',')
+        {
             let proxy = proxy.trim();
             if proxy.is_empty() {
                 continue;
@@ -127,6 +136,16 @@ impl Settings {
             })?;
             trusted_proxies.push(address);
         }
+
+        let client_limits = match var("JWT2FA_CLIENT_LIMITS")?.as_deref().map(str::trim) {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => {
+                return Err(format!(
+                    "JWT2FA_CLIENT_LIMITS={other:?} is invalid: expected on or off"
+                ));
+            }
+        };
 
         Ok(Self {
             database_url,
@@ -138,6 +157,7 @@ impl Settings {
             access_ttl: seconds("JWT2FA_ACCESS_TTL", 300)?,
             refresh_ttl: seconds("JWT2FA_REFRESH_TTL", 86_400)?,
             trusted_proxies,
+            client_limits,
         })
     }
 
@@ -155,7 +175,12 @@ impl Settings {
                 Secret::new(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
             }
         };
-        let config = AuthConfig::builder(secret)
+        let mut builder = AuthConfig::builder(secret);
+        if !self.client_limits {
+            tracing::warn!("JWT2FA_CLIENT_LIMITS=off: per-client rate limits are disabled");
+            builder = builder.without_client_limits();
+        }
+        let config = builder
             .access_ttl(time::Duration::seconds(self.access_ttl))
             .refresh_ttl(time::Duration::seconds(self.refresh_ttl))
             .mail_from(self.mail_from.clone())

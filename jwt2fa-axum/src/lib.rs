@@ -44,6 +44,7 @@ use std::net::SocketAddr;
 use std::ops::Deref;
 
 use axum::body::Body;
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRef, FromRequestParts, RawPathParams, Request, State};
 use axum::http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::request::Parts;
@@ -51,7 +52,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
-use jwt2fa_core::{ApiRequest, ApiResponse, Auth, AuthError, AuthenticatedUser, MAX_BODY_BYTES};
+use futures_util::StreamExt;
+use jwt2fa_core::{
+    ApiRequest, ApiResponse, Auth, AuthError, AuthenticatedUser, MAX_BODY_BYTES,
+    MAX_DRAINED_BODY_BYTES,
+};
 
 pub use jwt2fa_core::DEFAULT_PREFIX;
 
@@ -98,21 +103,18 @@ fn lowercase(name: &'static str) -> &'static str {
 }
 
 fn header<'a>(parts: &'a Parts, name: impl axum::http::header::AsHeaderName) -> Option<&'a str> {
-    parts.headers.get(name).and_then(|value| value.to_str().ok())
+    parts
+        .headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
 }
 
 async fn handle(State(auth): State<Auth>, request: Request) -> Response {
     let (mut parts, body) = request.into_parts();
 
-    let declared_length = header(&parts, CONTENT_LENGTH).and_then(|value| value.parse::<usize>().ok());
-    if declared_length.is_some_and(|length| length > MAX_BODY_BYTES) {
-        return into_response(AuthError::PayloadTooLarge.to_response());
-    }
-    // Reading stops at the limit, so a body without Content-Length cannot
-    // grow past it either.
-    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+    let body = match read_body(&parts, body).await {
         Ok(bytes) => bytes,
-        Err(_) => return into_response(AuthError::PayloadTooLarge.to_response()),
+        Err(response) => return into_response(response),
     };
 
     let relative = wildcard_path(&mut parts).await;
@@ -133,6 +135,37 @@ async fn handle(State(auth): State<Auth>, request: Request) -> Response {
         })
         .await;
     into_response(response)
+}
+
+/// Reads the body up to [`MAX_BODY_BYTES`]. A longer body is drained up to
+/// [`MAX_DRAINED_BODY_BYTES`] so the client reliably sees the 413.
+async fn read_body(parts: &Parts, body: Body) -> Result<Bytes, ApiResponse> {
+    let too_large = || AuthError::PayloadTooLarge.to_response();
+    let declared_length =
+        header(parts, CONTENT_LENGTH).and_then(|value| value.parse::<usize>().ok());
+    if declared_length.is_some_and(|length| length > MAX_DRAINED_BODY_BYTES) {
+        return Err(too_large());
+    }
+
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| {
+            AuthError::MalformedJson("the request body could not be read".to_owned()).to_response()
+        })?;
+        total += chunk.len();
+        if total > MAX_DRAINED_BODY_BYTES {
+            return Err(too_large());
+        }
+        if total <= MAX_BODY_BYTES {
+            bytes.extend_from_slice(&chunk);
+        }
+    }
+    if total > MAX_BODY_BYTES {
+        return Err(too_large());
+    }
+    Ok(Bytes::from(bytes))
 }
 
 /// Returns the part of the path matched by the router's wildcard, such as

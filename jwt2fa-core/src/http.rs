@@ -21,6 +21,12 @@ use crate::store::ProfileChanges;
 /// bodies with [`AuthError::PayloadTooLarge`] before reading them whole.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Largest body an adapter reads and discards before answering 413. Over
+/// HTTP/1.1 a client that is still sending when the response arrives may
+/// see a reset connection instead of the 413, so bodies up to this size are
+/// drained first. Larger ones get the 413 at once and the connection closes.
+pub const MAX_DRAINED_BODY_BYTES: usize = 4 * 1024 * 1024;
+
 /// The default path prefix of the routes.
 pub const DEFAULT_PREFIX: &str = "/api/users";
 
@@ -85,7 +91,9 @@ impl Endpoint {
     pub fn from_path(path: &str) -> Option<Self> {
         let path = path.strip_prefix('/').unwrap_or(path);
         let path = path.strip_suffix('/').unwrap_or(path);
-        Self::ALL.into_iter().find(|endpoint| endpoint.path() == path)
+        Self::ALL
+            .into_iter()
+            .find(|endpoint| endpoint.path() == path)
     }
 }
 
@@ -259,8 +267,14 @@ impl Auth {
             Some(content_type) if is_json_content_type(content_type) => {}
             None if request.body.is_empty() => {}
             other => {
-                let media_type = other.unwrap_or_default().split(';').next().unwrap_or_default();
-                return Err(AuthError::UnsupportedMediaType(media_type.trim().to_owned()));
+                let media_type = other
+                    .unwrap_or_default()
+                    .split(';')
+                    .next()
+                    .unwrap_or_default();
+                return Err(AuthError::UnsupportedMediaType(
+                    media_type.trim().to_owned(),
+                ));
             }
         }
         let mut body = Body::parse(request.body)?;
@@ -394,8 +408,14 @@ mod tests {
     fn paths_match_with_and_without_slash() {
         assert_eq!(Endpoint::from_path("register/"), Some(Endpoint::Register));
         assert_eq!(Endpoint::from_path("/register"), Some(Endpoint::Register));
-        assert_eq!(Endpoint::from_path("verify/send/"), Some(Endpoint::SendCode));
-        assert_eq!(Endpoint::from_path("token/refresh"), Some(Endpoint::Refresh));
+        assert_eq!(
+            Endpoint::from_path("verify/send/"),
+            Some(Endpoint::SendCode)
+        );
+        assert_eq!(
+            Endpoint::from_path("token/refresh"),
+            Some(Endpoint::Refresh)
+        );
         assert_eq!(Endpoint::from_path("nope/"), None);
     }
 

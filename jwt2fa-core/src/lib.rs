@@ -59,12 +59,16 @@ pub mod validate;
 pub mod testing;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{Argon2Params, AuthConfig, AuthConfigBuilder, ConfigError, RateLimit, MIN_SECRET_BYTES};
+pub use config::{
+    Argon2Params, AuthConfig, AuthConfigBuilder, ConfigError, RateLimit, MIN_SECRET_BYTES,
+};
 pub use error::{ApiResponse, AuthError, FieldErrors, StoreError};
-pub use http::{ApiRequest, Endpoint, DEFAULT_PREFIX, MAX_BODY_BYTES};
+pub use http::{ApiRequest, Endpoint, DEFAULT_PREFIX, MAX_BODY_BYTES, MAX_DRAINED_BODY_BYTES};
 #[cfg(feature = "smtp")]
 pub use mailer::SmtpMailer;
-pub use mailer::{find_code, redact_url, ConsoleMailer, EmailMessage, MailError, Mailer, MemoryMailer};
+pub use mailer::{
+    find_code, redact_url, ConsoleMailer, EmailMessage, MailError, Mailer, MemoryMailer,
+};
 pub use memory::MemoryStore;
 pub use secret::Secret;
 pub use service::{
