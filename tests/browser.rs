@@ -34,17 +34,27 @@ impl Drop for Example {
 fn target_dir() -> PathBuf {
     // Test binaries live in target/<profile>/deps/.
     let exe = std::env::current_exe().expect("test binary path");
-    exe.parent().and_then(|deps| deps.parent()).expect("target profile folder").to_path_buf()
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("target profile folder")
+        .to_path_buf()
 }
 
 fn start_example(name: &str, smtp: &SmtpSink) -> Example {
     let binary = target_dir().join("examples").join(name);
-    assert!(binary.exists(), "{} is missing: `cargo test` builds the examples", binary.display());
+    assert!(
+        binary.exists(),
+        "{} is missing: `cargo test` builds the examples",
+        binary.display()
+    );
     let dir = tempfile::tempdir().expect("temporary directory");
     let port = free_port();
     let mut process = Command::new(&binary)
         .current_dir(dir.path())
-        .env("DATABASE_URL", format!("sqlite://{}", dir.path().join("spa.sqlite3").display()))
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("spa.sqlite3").display()),
+        )
         .env("JWT2FA_SECRET", "browser-test-secret-of-32-bytes-or-more")
         .env("SMTP_URL", smtp.url())
         .env("JWT2FA_BIND", format!("127.0.0.1:{port}"))
@@ -114,12 +124,19 @@ async fn walk_the_flow(example: &str) {
     browser.click("#login-form button[type=submit]").await;
     browser.wait_for_view("view-profile").await;
     browser
-        .wait_until("the profile", "return document.getElementById('profile-username').textContent === 'ana'")
+        .wait_until(
+            "the profile",
+            "return document.getElementById('profile-username').textContent === 'ana'",
+        )
         .await;
     browser.screenshot(&shot("5-profile")).await;
 
-    browser.fill("#profile-bio-input", "<b>Hello</b> from the browser").await;
-    browser.fill("#profile-avatar-input", "https://example.com/avatar.png").await;
+    browser
+        .fill("#profile-bio-input", "<b>Hello</b> from the browser")
+        .await;
+    browser
+        .fill("#profile-avatar-input", "https://example.com/avatar.png")
+        .await;
     browser.click("#profile-form button[type=submit]").await;
     browser
         .wait_until(
@@ -127,17 +144,25 @@ async fn walk_the_flow(example: &str) {
             "return document.getElementById('profile-bio').textContent === '<b>Hello</b> from the browser'",
         )
         .await;
-    let bold = browser.script("return document.querySelector('#profile-bio b') !== null").await;
+    let bold = browser
+        .script("return document.querySelector('#profile-bio b') !== null")
+        .await;
     assert_eq!(bold, false, "the bio is shown as text, never as HTML");
-    let avatar = browser.script("return document.getElementById('profile-avatar').getAttribute('src')").await;
+    let avatar = browser
+        .script("return document.getElementById('profile-avatar').getAttribute('src')")
+        .await;
     assert_eq!(avatar, "https://example.com/avatar.png");
     browser.screenshot(&shot("6-profile-saved")).await;
 
     // Let the access token expire, then save again: the page must refresh
     // the pair once and retry, staying on the profile.
-    let access_before = browser.script("return localStorage.getItem('jwt2fa.access')").await;
+    let access_before = browser
+        .script("return localStorage.getItem('jwt2fa.access')")
+        .await;
     tokio::time::sleep(Duration::from_secs(ACCESS_TTL_SECONDS + 1)).await;
-    browser.fill("#profile-bio-input", "Saved after the token expired").await;
+    browser
+        .fill("#profile-bio-input", "Saved after the token expired")
+        .await;
     browser.click("#profile-form button[type=submit]").await;
     browser
         .wait_until(
@@ -145,9 +170,14 @@ async fn walk_the_flow(example: &str) {
             "return document.getElementById('profile-bio').textContent === 'Saved after the token expired'",
         )
         .await;
-    let access_after = browser.script("return localStorage.getItem('jwt2fa.access')").await;
+    let access_after = browser
+        .script("return localStorage.getItem('jwt2fa.access')")
+        .await;
     assert!(access_after.is_string());
-    assert_ne!(access_before, access_after, "the page refreshed its access token");
+    assert_ne!(
+        access_before, access_after,
+        "the page refreshed its access token"
+    );
     browser.wait_for_view("view-profile").await;
     browser.screenshot(&shot("7-after-refresh")).await;
 

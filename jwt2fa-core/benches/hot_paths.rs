@@ -14,8 +14,13 @@ use jwt2fa_core::{Auth, AuthConfig, Claims, MemoryStore, Registration, Secret};
 const SECRET: &str = "benchmark-secret-of-at-least-32-bytes";
 
 fn service() -> Auth {
-    let config = AuthConfig::builder(SECRET).without_client_limits().build().unwrap();
-    Auth::builder(config, Arc::new(MemoryStore::new())).build().unwrap()
+    let config = AuthConfig::builder(SECRET)
+        .without_client_limits()
+        .build()
+        .unwrap();
+    Auth::builder(config, Arc::new(MemoryStore::new()))
+        .build()
+        .unwrap()
 }
 
 fn tokens(c: &mut Criterion) {
@@ -32,14 +37,18 @@ fn tokens(c: &mut Criterion) {
     group.bench_function("baseline_jsonwebtoken_decode", |b| {
         b.iter(|| jsonwebtoken::decode::<Claims>(&token, &decoding, &validation).unwrap())
     });
-    group.bench_function("jwt2fa_authenticate", |b| b.iter(|| auth.authenticate(&token).unwrap()));
+    group.bench_function("jwt2fa_authenticate", |b| {
+        b.iter(|| auth.authenticate(&token).unwrap())
+    });
     group.finish();
 
     let mut group = c.benchmark_group("access_token_issue");
     group.bench_function("baseline_jsonwebtoken_encode", |b| {
         b.iter(|| jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &encoding).unwrap())
     });
-    group.bench_function("jwt2fa_issue_access_token", |b| b.iter(|| auth.issue_access_token(42).unwrap()));
+    group.bench_function("jwt2fa_issue_access_token", |b| {
+        b.iter(|| auth.issue_access_token(42).unwrap())
+    });
     group.finish();
 }
 
@@ -62,7 +71,9 @@ fn passwords(c: &mut Criterion) {
     // verification and then stops with 403, so this measures t_hash.
     group.bench_function("login_one_argon2_verification", |b| {
         b.to_async(&runtime).iter(|| async {
-            let result = auth.login("bench", &Secret::new("tulip-Orbit-9-quarry")).await;
+            let result = auth
+                .login("bench", &Secret::new("tulip-Orbit-9-quarry"))
+                .await;
             assert!(matches!(result, Err(jwt2fa_core::AuthError::NotVerified)));
         })
     });
@@ -76,7 +87,9 @@ fn codes(c: &mut Criterion) {
     // answer, without touching a code row.
     c.bench_function("verify_code_unknown_address", |b| {
         b.to_async(&runtime).iter(|| async {
-            let result = auth.verify_email("nobody@example.com", &Secret::new("123456")).await;
+            let result = auth
+                .verify_email("nobody@example.com", &Secret::new("123456"))
+                .await;
             assert!(result.is_err());
         })
     });

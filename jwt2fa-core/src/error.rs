@@ -255,9 +255,7 @@ impl AuthError {
             Self::InvalidCredentials => {
                 detail("No active account found with the given credentials", code)
             }
-            Self::NotAuthenticated => {
-                detail("Authentication credentials were not provided.", code)
-            }
+            Self::NotAuthenticated => detail("Authentication credentials were not provided.", code),
             Self::InvalidToken => detail("Given token not valid for any token type", code),
             Self::NotVerified => detail(
                 "Email address is not verified. Verify it with the code sent by email.",

@@ -71,10 +71,18 @@ impl MemoryStore {
 impl UserStore for MemoryStore {
     async fn create_user(&self, user: NewUser) -> StoreResult<CreateUser> {
         let mut data = self.lock();
-        if data.users.values().any(|(_, key, _)| *key == user.username_key) {
+        if data
+            .users
+            .values()
+            .any(|(_, key, _)| *key == user.username_key)
+        {
             return Ok(CreateUser::UsernameTaken);
         }
-        if data.users.values().any(|(_, _, key)| *key == user.email_key) {
+        if data
+            .users
+            .values()
+            .any(|(_, _, key)| *key == user.email_key)
+        {
             return Ok(CreateUser::EmailTaken);
         }
         data.next_id += 1;
@@ -164,7 +172,8 @@ impl UserStore for MemoryStore {
         }
         data.codes.retain(|(user_id, _), _| *user_id != id);
         data.tokens.retain(|_, token| token.record.user_id != id);
-        data.families.retain(|_, family| family.family.user_id != id);
+        data.families
+            .retain(|_, family| family.family.user_id != id);
         Ok(true)
     }
 }

@@ -75,7 +75,9 @@ fn stored_params(hash: &PasswordHash<'_>) -> Option<(Algorithm, Argon2Params)> {
 
 fn verify_blocking(policy: Argon2Params, password: &Secret, stored: &str, dummy: &str) -> Verified {
     let parsed = PasswordHash::new(stored).ok();
-    let checked = parsed.as_ref().and_then(|hash| Some((hash, stored_params(hash)?)));
+    let checked = parsed
+        .as_ref()
+        .and_then(|hash| Some((hash, stored_params(hash)?)));
 
     let Some((hash, (algorithm, params))) = checked else {
         // Unparsable or out of bounds: spend the same work on the dummy hash
@@ -192,7 +194,10 @@ mod tests {
             .unwrap();
         assert!(right.matches);
         assert!(!right.needs_rehash);
-        let wrong = hasher.verify(Secret::new("wrong"), Some(hash)).await.unwrap();
+        let wrong = hasher
+            .verify(Secret::new("wrong"), Some(hash))
+            .await
+            .unwrap();
         assert!(!wrong.matches);
     }
 

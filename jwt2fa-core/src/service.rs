@@ -221,16 +221,24 @@ impl Auth {
             .into_iter()
             .chain(input.email.split('@').next())
             .collect();
-        let password = validate::new_password(&input.password, "password", &user_inputs, &mut errors);
+        let password =
+            validate::new_password(&input.password, "password", &user_inputs, &mut errors);
         errors.into_result()?;
         let (Some(username), Some(email), Some(password)) = (username, email, password) else {
-            return Err(AuthError::Internal("validation passed without values".to_owned()));
+            return Err(AuthError::Internal(
+                "validation passed without values".to_owned(),
+            ));
         };
 
         let username_key = validate::username_key(&username);
         let email_key = validate::email_key(&email);
         let mut errors = FieldErrors::new();
-        if self.store().user_by_username_key(&username_key).await?.is_some() {
+        if self
+            .store()
+            .user_by_username_key(&username_key)
+            .await?
+            .is_some()
+        {
             errors.add("username", "A user with that username already exists.");
         }
         if self.store().user_by_email_key(&email_key).await?.is_some() {
@@ -286,7 +294,9 @@ impl Auth {
         let email = validate::email(email, &mut errors);
         errors.into_result()?;
         let Some(email) = email else {
-            return Err(AuthError::Internal("validation passed without value".to_owned()));
+            return Err(AuthError::Internal(
+                "validation passed without value".to_owned(),
+            ));
         };
 
         let service = self.clone();
@@ -312,10 +322,17 @@ impl Auth {
         let now = self.now();
         let cooldown = self
             .store()
-            .hit(&format!("code-cooldown:{email_key}"), now, config.code_resend_cooldown)
+            .hit(
+                &format!("code-cooldown:{email_key}"),
+                now,
+                config.code_resend_cooldown,
+            )
             .await?;
         if cooldown.count > 1 {
-            info!(user_id = user.id, "verification code held back by the resend cooldown");
+            info!(
+                user_id = user.id,
+                "verification code held back by the resend cooldown"
+            );
             return Ok(());
         }
         let daily = self
@@ -323,7 +340,10 @@ impl Auth {
             .hit(&format!("code-daily:{email_key}"), now, Duration::days(1))
             .await?;
         if daily.count > config.code_daily_sends {
-            warn!(user_id = user.id, "verification code held back by the daily cap");
+            warn!(
+                user_id = user.id,
+                "verification code held back by the daily cap"
+            );
             return Ok(());
         }
 
@@ -387,17 +407,29 @@ impl Auth {
         validate::code(code, &mut errors);
         errors.into_result()?;
         let Some(email) = email else {
-            return Err(AuthError::Internal("validation passed without value".to_owned()));
+            return Err(AuthError::Internal(
+                "validation passed without value".to_owned(),
+            ));
         };
 
-        let Some(user) = self.store().user_by_email_key(&validate::email_key(&email)).await? else {
+        let Some(user) = self
+            .store()
+            .user_by_email_key(&validate::email_key(&email))
+            .await?
+        else {
             return Err(AuthError::InvalidCode);
         };
         let purpose = CodePurpose::VerifyEmail;
         let code_hash = hash_code(&self.inner.code_key, purpose, user.id, code.expose_secret());
         let check = self
             .store()
-            .check_code(user.id, purpose, &code_hash, self.now(), self.inner.config.code_max_attempts)
+            .check_code(
+                user.id,
+                purpose,
+                &code_hash,
+                self.now(),
+                self.inner.config.code_max_attempts,
+            )
             .await?;
         match check {
             CodeCheck::Accepted => {
@@ -442,7 +474,11 @@ impl Auth {
         let password = Secret::new(validate::nfkc(password.expose_secret()));
         let user = self.store().user_by_username_key(&username_key).await?;
         let stored_hash = user.as_ref().map(|user| user.password_hash.clone());
-        let verified = self.inner.hasher.verify(password.clone(), stored_hash).await?;
+        let verified = self
+            .inner
+            .hasher
+            .verify(password.clone(), stored_hash)
+            .await?;
 
         let user = match user {
             Some(user) if verified.matches && user.is_active => user,
@@ -462,7 +498,10 @@ impl Auth {
         if verified.needs_rehash {
             let new_hash = self.inner.hasher.hash(password).await?;
             self.store().set_password_hash(user.id, &new_hash).await?;
-            info!(user_id = user.id, "password re-hashed with the current parameters");
+            info!(
+                user_id = user.id,
+                "password re-hashed with the current parameters"
+            );
         }
         let pair = self.issue_pair(user.id).await?;
         info!(user_id = user.id, "user logged in");
@@ -590,7 +629,10 @@ impl Auth {
             Rotation::Rotated => successor,
             Rotation::Replayed(earlier) => earlier,
             Rotation::ReuseDetected { family_id, user_id } => {
-                warn!(user_id, family_id, "refresh token reused after rotation; family revoked");
+                warn!(
+                    user_id,
+                    family_id, "refresh token reused after rotation; family revoked"
+                );
                 return Err(AuthError::InvalidToken);
             }
             Rotation::Invalid => return Err(AuthError::InvalidToken),
@@ -653,7 +695,11 @@ impl Auth {
     /// [`AuthError::InvalidToken`] for a token that fails a check or whose
     /// family is already revoked, and [`AuthError::PermissionDenied`] for
     /// another user's token.
-    pub async fn logout(&self, user: &AuthenticatedUser, refresh: &Secret) -> Result<(), AuthError> {
+    pub async fn logout(
+        &self,
+        user: &AuthenticatedUser,
+        refresh: &Secret,
+    ) -> Result<(), AuthError> {
         let now = self.now();
         let claims = self
             .inner
@@ -739,7 +785,9 @@ impl Auth {
             validate::new_password(new_password, "new_password", &user_inputs, &mut errors);
         errors.into_result()?;
         let Some(new_password) = new_password else {
-            return Err(AuthError::Internal("validation passed without value".to_owned()));
+            return Err(AuthError::Internal(
+                "validation passed without value".to_owned(),
+            ));
         };
 
         let old = Secret::new(validate::nfkc(old_password.expose_secret()));
@@ -757,8 +805,14 @@ impl Auth {
 
         let new_hash = self.inner.hasher.hash(new_password).await?;
         self.store().set_password_hash(user.id, &new_hash).await?;
-        let revoked = self.store().revoke_user_families(user.id, self.now()).await?;
-        info!(user_id = user.id, revoked, "password changed; refresh-token families revoked");
+        let revoked = self
+            .store()
+            .revoke_user_families(user.id, self.now())
+            .await?;
+        info!(
+            user_id = user.id,
+            revoked, "password changed; refresh-token families revoked"
+        );
         self.issue_pair(user.id).await
     }
 
@@ -772,7 +826,9 @@ impl Auth {
         if !self.store().set_active(user_id, false).await? {
             return Ok(false);
         }
-        self.store().revoke_user_families(user_id, self.now()).await?;
+        self.store()
+            .revoke_user_families(user_id, self.now())
+            .await?;
         info!(user_id, "user deactivated");
         Ok(true)
     }

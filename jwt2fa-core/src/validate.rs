@@ -213,7 +213,10 @@ mod tests {
     #[test]
     fn username_rules() {
         let mut errors = FieldErrors::new();
-        assert_eq!(username(" Ana.B+1@x_y-z ", &mut errors).as_deref(), Some("Ana.B+1@x_y-z"));
+        assert_eq!(
+            username(" Ana.B+1@x_y-z ", &mut errors).as_deref(),
+            Some("Ana.B+1@x_y-z")
+        );
         assert!(username("has space", &mut errors).is_none());
         assert!(username(&"a".repeat(151), &mut errors).is_none());
         assert_eq!(errors.get("username").unwrap().len(), 2);
@@ -232,7 +235,10 @@ mod tests {
         assert!(email("a@example.com\nBcc: b@example.com", &mut errors).is_none());
         assert!(email("Ana <a@example.com>", &mut errors).is_none());
         assert!(email("a@localhost", &mut errors).is_none());
-        assert_eq!(email("Ana@Example.com", &mut errors).as_deref(), Some("Ana@Example.com"));
+        assert_eq!(
+            email("Ana@Example.com", &mut errors).as_deref(),
+            Some("Ana@Example.com")
+        );
         assert_eq!(errors.get("email").unwrap().len(), 4);
     }
 
@@ -268,7 +274,12 @@ mod tests {
     #[test]
     fn strong_password_is_accepted() {
         let mut errors = FieldErrors::new();
-        let result = new_password(&Secret::new("tulip-Orbit-9-quarry"), "password", &[], &mut errors);
+        let result = new_password(
+            &Secret::new("tulip-Orbit-9-quarry"),
+            "password",
+            &[],
+            &mut errors,
+        );
         assert!(result.is_some(), "{errors:?}");
     }
 

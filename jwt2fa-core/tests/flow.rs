@@ -6,8 +6,8 @@ use std::time::Duration as StdDuration;
 
 use jwt2fa_core::store::ProfileChanges;
 use jwt2fa_core::{
-    find_code, Auth, AuthConfig, AuthError, ManualClock, MemoryMailer, MemoryStore,
-    Registration, Secret, TokenPair,
+    find_code, Auth, AuthConfig, AuthError, ManualClock, MemoryMailer, MemoryStore, Registration,
+    Secret, TokenPair,
 };
 use time::Duration;
 
@@ -60,7 +60,10 @@ impl Harness {
     /// number `nth` (1-based) to `email`.
     async fn request_code(&self, email: &str, nth: usize) -> String {
         self.auth.send_verification_code(email).await.unwrap();
-        let messages = self.mailer.wait_for(email, nth, StdDuration::from_secs(5)).await;
+        let messages = self
+            .mailer
+            .wait_for(email, nth, StdDuration::from_secs(5))
+            .await;
         assert_eq!(messages.len(), nth, "expected mail number {nth} to {email}");
         find_code(&messages[nth - 1].text).expect("a code line in the mail")
     }
@@ -68,18 +71,28 @@ impl Harness {
     async fn verified_user(&self, username: &str, email: &str) -> i64 {
         let id = self.register(username, email).await;
         let code = self.request_code(email, 1).await;
-        self.auth.verify_email(email, &Secret::new(code)).await.unwrap();
+        self.auth
+            .verify_email(email, &Secret::new(code))
+            .await
+            .unwrap();
         id
     }
 
     async fn login(&self, username: &str) -> TokenPair {
-        self.auth.login(username, &Secret::new(PASSWORD)).await.unwrap()
+        self.auth
+            .login(username, &Secret::new(PASSWORD))
+            .await
+            .unwrap()
     }
 }
 
 fn wrong_code(code: &str) -> Secret {
     let first = code.as_bytes()[0];
-    let replacement = if first == b'9' { '0' } else { (first + 1) as char };
+    let replacement = if first == b'9' {
+        '0'
+    } else {
+        (first + 1) as char
+    };
     Secret::new(format!("{replacement}{}", &code[1..]))
 }
 
@@ -117,7 +130,11 @@ async fn whole_flow_succeeds() {
     assert_eq!(updated.bio, "Hello");
     assert_eq!(updated.avatar, "https://example.com/a.png");
 
-    let next = h.auth.refresh(&Secret::new(pair.refresh.clone())).await.unwrap();
+    let next = h
+        .auth
+        .refresh(&Secret::new(pair.refresh.clone()))
+        .await
+        .unwrap();
     assert_ne!(next.refresh, pair.refresh);
     h.auth
         .logout(&user, &Secret::new(next.refresh.clone()))
@@ -234,7 +251,10 @@ async fn resend_inside_cooldown_sends_nothing() {
     let h = harness();
     h.register("ana", "ana@example.com").await;
     h.request_code("ana@example.com", 1).await;
-    h.auth.send_verification_code("ana@example.com").await.unwrap();
+    h.auth
+        .send_verification_code("ana@example.com")
+        .await
+        .unwrap();
     let messages = h
         .mailer
         .wait_for("ana@example.com", 2, StdDuration::from_millis(300))
@@ -250,7 +270,10 @@ async fn daily_cap_bounds_sends() {
         h.request_code("ana@example.com", nth).await;
         h.clock.advance(Duration::seconds(61));
     }
-    h.auth.send_verification_code("ana@example.com").await.unwrap();
+    h.auth
+        .send_verification_code("ana@example.com")
+        .await
+        .unwrap();
     let messages = h
         .mailer
         .wait_for("ana@example.com", 11, StdDuration::from_millis(300))
@@ -263,8 +286,14 @@ async fn unknown_and_verified_addresses_get_no_mail() {
     let h = harness();
     h.verified_user("ana", "ana@example.com").await;
     h.clock.advance(Duration::seconds(61));
-    h.auth.send_verification_code("ana@example.com").await.unwrap();
-    h.auth.send_verification_code("nobody@example.com").await.unwrap();
+    h.auth
+        .send_verification_code("ana@example.com")
+        .await
+        .unwrap();
+    h.auth
+        .send_verification_code("nobody@example.com")
+        .await
+        .unwrap();
     tokio::time::sleep(StdDuration::from_millis(200)).await;
     assert_eq!(h.mailer.messages().len(), 1);
 }
@@ -275,15 +304,29 @@ async fn refresh_rotates_and_detects_reuse() {
     h.verified_user("ana", "ana@example.com").await;
     let first = h.login("ana").await;
 
-    let second = h.auth.refresh(&Secret::new(first.refresh.clone())).await.unwrap();
-    let replay = h.auth.refresh(&Secret::new(first.refresh.clone())).await.unwrap();
-    assert_eq!(replay.refresh, second.refresh, "grace window returns the same successor");
+    let second = h
+        .auth
+        .refresh(&Secret::new(first.refresh.clone()))
+        .await
+        .unwrap();
+    let replay = h
+        .auth
+        .refresh(&Secret::new(first.refresh.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        replay.refresh, second.refresh,
+        "grace window returns the same successor"
+    );
 
     h.clock.advance(Duration::seconds(11));
     let reuse = h.auth.refresh(&Secret::new(first.refresh)).await;
     assert!(matches!(reuse, Err(AuthError::InvalidToken)));
     let revoked = h.auth.refresh(&Secret::new(second.refresh)).await;
-    assert!(matches!(revoked, Err(AuthError::InvalidToken)), "family is revoked");
+    assert!(
+        matches!(revoked, Err(AuthError::InvalidToken)),
+        "family is revoked"
+    );
 }
 
 #[tokio::test]
@@ -353,7 +396,10 @@ async fn logout_with_other_users_token_is_forbidden() {
     let ana = h.login("ana").await;
     let bob = h.login("bob").await;
     let ana_user = h.auth.authenticate(&ana.access).unwrap();
-    let result = h.auth.logout(&ana_user, &Secret::new(bob.refresh.clone())).await;
+    let result = h
+        .auth
+        .logout(&ana_user, &Secret::new(bob.refresh.clone()))
+        .await;
     assert!(matches!(result, Err(AuthError::PermissionDenied)));
     assert!(h.auth.refresh(&Secret::new(bob.refresh)).await.is_ok());
 }
@@ -372,7 +418,10 @@ async fn deactivated_user_cannot_refresh_or_login() {
         h.auth.login("ana", &Secret::new(PASSWORD)).await,
         Err(AuthError::InvalidCredentials)
     ));
-    assert!(matches!(h.auth.profile(id).await, Err(AuthError::InvalidToken)));
+    assert!(matches!(
+        h.auth.profile(id).await,
+        Err(AuthError::InvalidToken)
+    ));
 }
 
 #[tokio::test]
@@ -396,14 +445,22 @@ async fn change_password_revokes_every_family() {
     let phone = h.login("ana").await;
     let fresh = h
         .auth
-        .change_password(id, &Secret::new(PASSWORD), &Secret::new("new-Granite-42-harbor"))
+        .change_password(
+            id,
+            &Secret::new(PASSWORD),
+            &Secret::new("new-Granite-42-harbor"),
+        )
         .await
         .unwrap();
     for old in [laptop.refresh, phone.refresh] {
         assert!(h.auth.refresh(&Secret::new(old)).await.is_err());
     }
     assert!(h.auth.refresh(&Secret::new(fresh.refresh)).await.is_ok());
-    assert!(h.auth.login("ana", &Secret::new("new-Granite-42-harbor")).await.is_ok());
+    assert!(h
+        .auth
+        .login("ana", &Secret::new("new-Granite-42-harbor"))
+        .await
+        .is_ok());
 }
 
 #[tokio::test]

@@ -79,7 +79,9 @@ pub fn base_config() -> AuthConfigBuilder {
 pub async fn start(adapter: Adapter, config: AuthConfigBuilder) -> TestServer {
     let dir = tempfile::tempdir().expect("temporary directory");
     let url = format!("sqlite://{}", dir.path().join("jwt2fa.sqlite3").display());
-    let store = jwt2fa_sqlx::open(&url).await.expect("open the SQLite store");
+    let store = jwt2fa_sqlx::open(&url)
+        .await
+        .expect("open the SQLite store");
     let smtp = SmtpSink::start().await;
     let mailer = SmtpMailer::from_url(&smtp.url()).expect("SMTP URL");
     let auth = Auth::builder(config.build().expect("valid configuration"), store)
@@ -105,16 +107,21 @@ pub async fn start(adapter: Adapter, config: AuthConfigBuilder) -> TestServer {
 }
 
 async fn start_axum(auth: Auth, stopped: tokio::sync::oneshot::Receiver<()>) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let address = listener.local_addr().expect("address");
     let app = jwt2fa_axum::router(auth);
     tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("axum server");
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("axum server");
     });
     address
 }
@@ -214,7 +221,13 @@ impl TestServer {
     }
 
     /// Sends a JSON body with `method`.
-    pub async fn json(&self, method: Method, path: &str, bearer: Option<&str>, body: Value) -> (Observed, Value) {
+    pub async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Value,
+    ) -> (Observed, Value) {
         self.send(Call {
             method,
             path,
@@ -260,8 +273,14 @@ impl TestServer {
     /// access and refresh tokens.
     pub async fn verified_login(&self, username: &str, email: &str) -> (String, String) {
         let (registered, _) = self.register(username, email).await;
-        assert_eq!(registered.status, 201, "{:?}: register {username}", self.adapter);
-        let (sent, _) = self.post("verify/send/", serde_json::json!({"email": email})).await;
+        assert_eq!(
+            registered.status, 201,
+            "{:?}: register {username}",
+            self.adapter
+        );
+        let (sent, _) = self
+            .post("verify/send/", serde_json::json!({"email": email}))
+            .await;
         assert_eq!(sent.status, 200);
         let code = self.smtp.code(email, 1).await;
         let (verified, _) = self
@@ -274,9 +293,16 @@ impl TestServer {
     /// Logs in with [`PASSWORD`] and returns the access and refresh tokens.
     pub async fn login(&self, username: &str) -> (String, String) {
         let (observed, raw) = self
-            .post("login/", serde_json::json!({"username": username, "password": PASSWORD}))
+            .post(
+                "login/",
+                serde_json::json!({"username": username, "password": PASSWORD}),
+            )
             .await;
-        assert_eq!(observed.status, 200, "{:?}: login {username}: {:?}", self.adapter, observed.body);
+        assert_eq!(
+            observed.status, 200,
+            "{:?}: login {username}: {:?}",
+            self.adapter, observed.body
+        );
         (
             raw["access"].as_str().expect("access token").to_owned(),
             raw["refresh"].as_str().expect("refresh token").to_owned(),
@@ -290,7 +316,12 @@ pub type Case = for<'a> fn(&'a TestServer) -> Pin<Box<dyn Future<Output = ()> + 
 
 /// Runs a case on every adapter with the same configuration and checks that
 /// every recorded response is identical across adapters.
-pub async fn compare(name: &str, config: fn() -> AuthConfigBuilder, case: Case, adapters: &[Adapter]) {
+pub async fn compare(
+    name: &str,
+    config: fn() -> AuthConfigBuilder,
+    case: Case,
+    adapters: &[Adapter],
+) {
     let mut transcripts = Vec::new();
     for &adapter in adapters {
         let server = start(adapter, config()).await;

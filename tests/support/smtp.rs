@@ -19,7 +19,12 @@ pub struct ReceivedMail {
 impl ReceivedMail {
     /// Returns the verification code: the first body line of six digits.
     pub fn code(&self) -> Option<String> {
-        let body = self.data.split("\r\n\r\n").skip(1).collect::<Vec<_>>().join("\r\n\r\n");
+        let body = self
+            .data
+            .split("\r\n\r\n")
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join("\r\n\r\n");
         jwt2fa_core::find_code(&body)
     }
 }
@@ -35,7 +40,9 @@ pub struct SmtpSink {
 impl SmtpSink {
     /// Starts the server on 127.0.0.1 with a free port.
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind SMTP sink");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind SMTP sink");
         let sink = Self {
             address: listener.local_addr().expect("SMTP sink address"),
             mails: Arc::default(),
@@ -61,7 +68,9 @@ impl SmtpSink {
     async fn serve(&self, stream: TcpStream) -> std::io::Result<()> {
         let (read, mut write) = stream.into_split();
         let mut reader = BufReader::new(read);
-        write.write_all(b"220 localhost jwt2fa test SMTP\r\n").await?;
+        write
+            .write_all(b"220 localhost jwt2fa test SMTP\r\n")
+            .await?;
         let mut recipients = Vec::new();
         let mut line = String::new();
         loop {
@@ -71,18 +80,25 @@ impl SmtpSink {
             }
             let command = line.trim_end().to_ascii_uppercase();
             if command.starts_with("EHLO") {
-                write.write_all(b"250-localhost\r\n250 8BITMIME\r\n").await?;
+                write
+                    .write_all(b"250-localhost\r\n250 8BITMIME\r\n")
+                    .await?;
             } else if command.starts_with("HELO") {
                 write.write_all(b"250 localhost\r\n").await?;
             } else if command.starts_with("MAIL FROM") {
                 recipients.clear();
                 write.write_all(b"250 OK\r\n").await?;
             } else if command.starts_with("RCPT TO") {
-                let address = line.trim_end()[8..].trim().trim_start_matches('<').trim_end_matches('>');
+                let address = line.trim_end()[8..]
+                    .trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>');
                 recipients.push(address.to_owned());
                 write.write_all(b"250 OK\r\n").await?;
             } else if command == "DATA" {
-                write.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await?;
+                write
+                    .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                    .await?;
                 let mut data = String::new();
                 loop {
                     line.clear();
@@ -96,10 +112,10 @@ impl SmtpSink {
                     let text = line.strip_prefix('.').unwrap_or(&line);
                     data.push_str(text);
                 }
-                self.mails
-                    .lock()
-                    .unwrap()
-                    .push(ReceivedMail { recipients: std::mem::take(&mut recipients), data });
+                self.mails.lock().unwrap().push(ReceivedMail {
+                    recipients: std::mem::take(&mut recipients),
+                    data,
+                });
                 self.arrived.notify_waiters();
                 write.write_all(b"250 OK queued\r\n").await?;
             } else if command == "QUIT" {
@@ -138,7 +154,12 @@ impl SmtpSink {
     /// Waits for message number `nth` to `to` and returns its code.
     pub async fn code(&self, to: &str, nth: usize) -> String {
         let mails = self.wait_for(to, nth, Duration::from_secs(10)).await;
-        assert!(mails.len() >= nth, "mail number {nth} to {to} did not arrive");
-        mails[nth - 1].code().expect("a six-digit code line in the mail body")
+        assert!(
+            mails.len() >= nth,
+            "mail number {nth} to {to} did not arrive"
+        );
+        mails[nth - 1]
+            .code()
+            .expect("a six-digit code line in the mail body")
     }
 }

@@ -127,13 +127,17 @@ impl Session {
             .await
             .expect("WebDriver response");
         if let Some(error) = response["value"]["error"].as_str() {
-            panic!("WebDriver {path} failed: {error}: {}", response["value"]["message"]);
+            panic!(
+                "WebDriver {path} failed: {error}: {}",
+                response["value"]["message"]
+            );
         }
         response["value"].clone()
     }
 
     pub async fn goto(&self, url: &str) {
-        self.command(reqwest::Method::POST, "/url", Some(json!({"url": url}))).await;
+        self.command(reqwest::Method::POST, "/url", Some(json!({"url": url})))
+            .await;
     }
 
     async fn find(&self, selector: &str) -> String {
@@ -144,14 +148,21 @@ impl Session {
                 Some(json!({"using": "css selector", "value": selector})),
             )
             .await;
-        value[ELEMENT_KEY].as_str().expect("element reference").to_owned()
+        value[ELEMENT_KEY]
+            .as_str()
+            .expect("element reference")
+            .to_owned()
     }
 
     /// Replaces the value of an input.
     pub async fn fill(&self, selector: &str, text: &str) {
         let element = self.find(selector).await;
-        self.command(reqwest::Method::POST, &format!("/element/{element}/clear"), Some(json!({})))
-            .await;
+        self.command(
+            reqwest::Method::POST,
+            &format!("/element/{element}/clear"),
+            Some(json!({})),
+        )
+        .await;
         self.command(
             reqwest::Method::POST,
             &format!("/element/{element}/value"),
@@ -162,8 +173,12 @@ impl Session {
 
     pub async fn click(&self, selector: &str) {
         let element = self.find(selector).await;
-        self.command(reqwest::Method::POST, &format!("/element/{element}/click"), Some(json!({})))
-            .await;
+        self.command(
+            reqwest::Method::POST,
+            &format!("/element/{element}/click"),
+            Some(json!({})),
+        )
+        .await;
     }
 
     /// Runs a script in the page and returns its result.
@@ -190,14 +205,19 @@ impl Session {
 
     /// Waits until the view with this id is the visible one.
     pub async fn wait_for_view(&self, view: &str) {
-        let script = format!("const v = document.getElementById('{view}'); return !!v && !v.hidden;");
+        let script =
+            format!("const v = document.getElementById('{view}'); return !!v && !v.hidden;");
         self.wait_until(view, &script).await;
     }
 
     /// Saves a PNG screenshot.
     pub async fn screenshot(&self, path: &Path) {
-        let value = self.command(reqwest::Method::GET, "/screenshot", None).await;
-        let png = STANDARD.decode(value.as_str().expect("base64 screenshot")).expect("PNG bytes");
+        let value = self
+            .command(reqwest::Method::GET, "/screenshot", None)
+            .await;
+        let png = STANDARD
+            .decode(value.as_str().expect("base64 screenshot"))
+            .expect("PNG bytes");
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).expect("screenshot folder");
         }
