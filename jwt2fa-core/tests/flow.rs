@@ -583,3 +583,151 @@ async fn profile_update_validates_fields() {
     assert!(errors.get("avatar").is_some());
     assert_eq!(h.auth.profile(id).await.unwrap().bio, "");
 }
+
+/// A mailer that blocks every send until released, then fails the first
+/// `failures` sends before delivering into `inner`.
+struct StubbornMailer {
+    release: tokio::sync::Semaphore,
+    failures: std::sync::atomic::AtomicU32,
+    attempts: std::sync::atomic::AtomicU32,
+    inner: MemoryMailer,
+}
+
+#[async_trait::async_trait]
+impl jwt2fa_core::Mailer for StubbornMailer {
+    async fn send(&self, message: &jwt2fa_core::EmailMessage) -> Result<(), jwt2fa_core::MailError> {
+        use std::sync::atomic::Ordering;
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        let _permit = self.release.acquire().await.expect("semaphore open");
+        if self.failures.load(Ordering::SeqCst) > 0 {
+            self.failures.fetch_sub(1, Ordering::SeqCst);
+            return Err(jwt2fa_core::MailError("server unavailable".into()));
+        }
+        self.inner.send(message).await
+    }
+
+    fn describe(&self) -> String {
+        "stubborn test mailer".into()
+    }
+}
+
+#[tokio::test]
+async fn send_code_does_not_wait_for_a_hanging_mailer() {
+    let inner = MemoryMailer::new();
+    let mailer = Arc::new(StubbornMailer {
+        release: tokio::sync::Semaphore::new(0),
+        failures: 0.into(),
+        attempts: 0.into(),
+        inner: inner.clone(),
+    });
+    let config = AuthConfig::builder(SECRET).build().unwrap();
+    let auth = Auth::builder(config, Arc::new(MemoryStore::new()))
+        .mailer(mailer.clone())
+        .build()
+        .unwrap();
+    auth.register(Registration {
+        username: "ana".into(),
+        email: "ana@example.com".into(),
+        password: Secret::new(PASSWORD),
+    })
+    .await
+    .unwrap();
+
+    // The mailer holds every send until released, so the answer can only
+    // come back if the send runs in the background.
+    let answer = tokio::time::timeout(
+        StdDuration::from_secs(30),
+        auth.send_verification_code("ana@example.com"),
+    )
+    .await;
+    assert!(matches!(answer, Ok(Ok(()))));
+    assert!(inner.messages().is_empty());
+
+    mailer.release.add_permits(1);
+    let delivered = inner.wait_for("ana@example.com", 1, StdDuration::from_secs(10)).await;
+    assert_eq!(delivered.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_mail_is_retried_until_delivered() {
+    let inner = MemoryMailer::new();
+    let mailer = Arc::new(StubbornMailer {
+        release: tokio::sync::Semaphore::new(100),
+        failures: 2.into(),
+        attempts: 0.into(),
+        inner: inner.clone(),
+    });
+    let config = AuthConfig::builder(SECRET).build().unwrap();
+    let auth = Auth::builder(config, Arc::new(MemoryStore::new()))
+        .mailer(mailer.clone())
+        .build()
+        .unwrap();
+    auth.register(Registration {
+        username: "ana".into(),
+        email: "ana@example.com".into(),
+        password: Secret::new(PASSWORD),
+    })
+    .await
+    .unwrap();
+
+    auth.send_verification_code("ana@example.com").await.unwrap();
+    // Paused time advances on its own while every task waits, so the
+    // back-off sleeps pass at once.
+    let delivered = inner.wait_for("ana@example.com", 1, StdDuration::from_secs(60)).await;
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(mailer.attempts.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn weak_hash_is_replaced_at_login() {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    use jwt2fa_core::store::UserStore;
+
+    let store = Arc::new(MemoryStore::new());
+    let mailer = MemoryMailer::new();
+    let config = AuthConfig::builder(SECRET).build().unwrap();
+    let auth = Auth::builder(config, store.clone())
+        .mailer(Arc::new(mailer.clone()))
+        .build()
+        .unwrap();
+    let user = auth
+        .register(Registration {
+            username: "ana".into(),
+            email: "ana@example.com".into(),
+            password: Secret::new(PASSWORD),
+        })
+        .await
+        .unwrap();
+    store.mark_verified(user.id).await.unwrap();
+
+    let weak = argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon2::Params::new(4096, 1, 1, None).unwrap(),
+    );
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    let weak_hash = weak.hash_password(PASSWORD.as_bytes(), &salt).unwrap().to_string();
+    store.set_password_hash(user.id, &weak_hash).await.unwrap();
+
+    auth.login("ana", &Secret::new(PASSWORD)).await.unwrap();
+    let stored = store.user_by_id(user.id).await.unwrap().unwrap().password_hash;
+    assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{stored}");
+    assert!(auth.login("ana", &Secret::new(PASSWORD)).await.is_ok());
+}
+
+#[test]
+fn forwarded_for_is_believed_only_from_trusted_proxies() {
+    let proxy: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+    let client: std::net::IpAddr = "203.0.113.7".parse().unwrap();
+    let config = AuthConfig::builder(SECRET)
+        .trusted_proxies([proxy])
+        .build()
+        .unwrap();
+    let auth = Auth::builder(config, Arc::new(MemoryStore::new())).build().unwrap();
+
+    let header = Some("198.51.100.1, 203.0.113.7");
+    assert_eq!(auth.client_ip(Some(proxy), header), Some(client));
+    assert_eq!(auth.client_ip(Some(client), Some("198.51.100.1")), Some(client));
+    assert_eq!(auth.client_ip(Some(proxy), None), Some(proxy));
+    assert_eq!(auth.client_ip(Some(proxy), Some("not an address")), Some(proxy));
+}
