@@ -19,6 +19,19 @@ const ADAPTERS: &[Adapter] = &[Adapter::Axum];
 /// Declares one test per case, each comparing every adapter.
 macro_rules! contract {
     ($($name:ident $(with $config:expr)?;)*) => {
+        /// Every case with its configuration, for the runs on other databases.
+        const CASES: &[(&str, fn() -> jwt2fa_core::AuthConfigBuilder, support::Case)] = &[
+            $((
+                stringify!($name),
+                {
+                    #[allow(unused_variables)]
+                    let config: fn() -> jwt2fa_core::AuthConfigBuilder = base_config;
+                    $(let config: fn() -> jwt2fa_core::AuthConfigBuilder = $config;)?
+                    config
+                },
+                |server| Box::pin(cases::$name(server)),
+            ),)*
+        ];
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
@@ -64,7 +77,28 @@ contract! {
     logout_with_other_users_token_is_403;
     password_change_revokes_old_sessions;
     hand_crafted_tokens_are_401;
+    issuer_and_audience_are_checked with || base_config().issuer("jwt2fa-test").audience("jwt2fa-api");
+    key_url_headers_are_never_fetched;
     client_rate_limit_is_429 with || base_config().login_limit(Some(jwt2fa_core::RateLimit::new(3, time::Duration::minutes(1))));
+}
+
+/// Runs every case on one adapter and database, each on a fresh server.
+async fn run_all_cases(adapter: Adapter, database: support::Database) {
+    for (name, config, case) in CASES {
+        eprintln!("{adapter:?} on {database:?}: {name}");
+        let server = support::start_on(adapter, database, config()).await;
+        case(&server).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_case_on_postgres_with_axum() {
+    run_all_cases(Adapter::Axum, support::Database::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_case_on_mariadb_with_rocket() {
+    run_all_cases(Adapter::Rocket, support::Database::MariaDb).await;
 }
 
 fn claims(token_type: &str, user_id: i64, exp: Value) -> Value {
@@ -795,6 +829,80 @@ mod cases {
         }
         let (observed, _) = s.get("profile/", Some(&access)).await;
         assert_status(&observed, 200, "the genuine token still works");
+    }
+
+    pub async fn issuer_and_audience_are_checked(s: &TestServer) {
+        let (access, _) = s.verified_login("ana", "ana@example.com").await;
+        let user_id = s.auth.authenticate(&access).unwrap().user_id;
+        let future = time::OffsetDateTime::now_utc().unix_timestamp() + 3600;
+        let header = Header::new(Algorithm::HS256);
+        let key = SECRET.as_bytes();
+        let with = |iss: Option<&str>, aud: Option<&str>| {
+            let mut claims = claims("access", user_id, json!(future));
+            if let Some(iss) = iss {
+                claims["iss"] = json!(iss);
+            }
+            if let Some(aud) = aud {
+                claims["aud"] = json!(aud);
+            }
+            sign(&header, &claims, key)
+        };
+        let cases = [
+            (
+                "wrong iss",
+                with(Some("someone-else"), Some("jwt2fa-api")),
+                401,
+            ),
+            (
+                "wrong aud",
+                with(Some("jwt2fa-test"), Some("another-api")),
+                401,
+            ),
+            ("missing iss and aud", with(None, None), 401),
+            (
+                "right iss and aud",
+                with(Some("jwt2fa-test"), Some("jwt2fa-api")),
+                200,
+            ),
+        ];
+        for (what, token, status) in cases {
+            let (observed, _) = s.get("profile/", Some(&token)).await;
+            assert_status(&observed, status, what);
+        }
+    }
+
+    pub async fn key_url_headers_are_never_fetched(s: &TestServer) {
+        let (access, _) = s.verified_login("ana", "ana@example.com").await;
+        let user_id = s.auth.authenticate(&access).unwrap().user_id;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let key_server = format!("http://{}/keys.json", listener.local_addr().unwrap());
+        let contacted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = contacted.clone();
+        let watcher = tokio::spawn(async move {
+            if listener.accept().await.is_ok() {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+
+        let future = time::OffsetDateTime::now_utc().unix_timestamp() + 3600;
+        let attacker_key = b"attacker-chosen-key-of-32-bytes-or-more";
+        let mut header = Header::new(Algorithm::HS256);
+        header.jku = Some(key_server.clone());
+        header.x5u = Some(key_server);
+        let token = sign(
+            &header,
+            &claims("access", user_id, json!(future)),
+            attacker_key,
+        );
+        let (observed, _) = s.get("profile/", Some(&token)).await;
+        assert_status(&observed, 401, "token signed with a key behind jku");
+
+        tokio::time::sleep(StdDuration::from_millis(200)).await;
+        watcher.abort();
+        assert!(
+            !contacted.load(std::sync::atomic::Ordering::SeqCst),
+            "the key server saw a request"
+        );
     }
 
     pub async fn client_rate_limit_is_429(s: &TestServer) {

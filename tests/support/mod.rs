@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod database;
 pub mod smtp;
 pub mod webdriver;
 
@@ -30,11 +31,7 @@ pub enum Adapter {
     Rocket,
 }
 
-/// The database behind a server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Database {
-    Sqlite,
-}
+pub use database::{Database, TestDatabase};
 
 /// What the contract fixes about one response.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +54,7 @@ pub struct TestServer {
     pub origin: String,
     client: reqwest::Client,
     transcript: Mutex<Vec<Observed>>,
+    database: Option<TestDatabase>,
     _dir: tempfile::TempDir,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -65,6 +63,22 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
+        }
+        // Dropping the database needs async I/O, which a destructor cannot
+        // await on the test's runtime, so it runs on a thread of its own.
+        if let Some(database) = self.database.take() {
+            let dropped = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async {
+                    // The server's pool may still hold connections for a moment.
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    database.drop_database().await;
+                });
+            });
+            let _ = dropped.join();
         }
     }
 }
@@ -75,13 +89,22 @@ pub fn base_config() -> AuthConfigBuilder {
     AuthConfig::builder(SECRET).without_client_limits()
 }
 
-/// Starts a server with the given adapter and configuration.
+/// Starts a server with the given adapter and configuration on SQLite.
 pub async fn start(adapter: Adapter, config: AuthConfigBuilder) -> TestServer {
+    start_on(adapter, Database::Sqlite, config).await
+}
+
+/// Starts a server with the given adapter, database and configuration.
+pub async fn start_on(
+    adapter: Adapter,
+    database: Database,
+    config: AuthConfigBuilder,
+) -> TestServer {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let url = format!("sqlite://{}", dir.path().join("jwt2fa.sqlite3").display());
-    let store = jwt2fa_sqlx::open(&url)
+    let test_database = TestDatabase::create(database, dir.path()).await;
+    let store = jwt2fa_sqlx::open(&test_database.url)
         .await
-        .expect("open the SQLite store");
+        .unwrap_or_else(|e| panic!("open the {database:?} store: {e}"));
     let smtp = SmtpSink::start().await;
     let mailer = SmtpMailer::from_url(&smtp.url()).expect("SMTP URL");
     let auth = Auth::builder(config.build().expect("valid configuration"), store)
@@ -101,6 +124,7 @@ pub async fn start(adapter: Adapter, config: AuthConfigBuilder) -> TestServer {
         origin: format!("http://{address}"),
         client: reqwest::Client::new(),
         transcript: Mutex::default(),
+        database: Some(test_database),
         _dir: dir,
         shutdown: Some(shutdown),
     }
