@@ -54,7 +54,10 @@
 use std::io::Cursor;
 use std::ops::Deref;
 
-use jwt2fa_core::{ApiRequest, ApiResponse, Auth, AuthError, AuthenticatedUser, MAX_BODY_BYTES};
+use jwt2fa_core::{
+    ApiRequest, ApiResponse, Auth, AuthError, AuthenticatedUser, MAX_BODY_BYTES,
+    MAX_DRAINED_BODY_BYTES,
+};
 use rocket::catcher::{self, Catcher};
 use rocket::data::{Data, ToByteUnit};
 use rocket::fairing::{self, Fairing, Info, Kind};
@@ -63,6 +66,7 @@ use rocket::http::{Method, Status};
 use rocket::request::{self, FromRequest, Request};
 use rocket::response::{self, Responder, Response};
 use rocket::route::{self, Handler, Route};
+use rocket::tokio::io::AsyncReadExt;
 use rocket::{Build, Ignite, Rocket, Sentinel};
 
 pub use jwt2fa_core::DEFAULT_PREFIX;
@@ -273,17 +277,9 @@ async fn dispatch(req: &Request<'_>, data: Data<'_>) -> ApiResponse {
         return missing_auth();
     };
 
-    let declared_length =
-        header(req, "Content-Length").and_then(|value| value.parse::<usize>().ok());
-    if declared_length.is_some_and(|length| length > MAX_BODY_BYTES) {
-        return AuthError::PayloadTooLarge.to_response();
-    }
-    // Reading stops one byte past the limit, so a body without
-    // Content-Length cannot grow past it either. A read error gets the same
-    // 413 as an overlong body, as in the axum adapter.
-    let body = match data.open(MAX_BODY_BYTES.bytes()).into_bytes().await {
-        Ok(capped) if capped.is_complete() => capped.into_inner(),
-        _ => return AuthError::PayloadTooLarge.to_response(),
+    let body = match read_body(req, data).await {
+        Ok(body) => body,
+        Err(response) => return response,
     };
 
     let base_segments = req.route().map_or(0, |route| {
@@ -310,6 +306,46 @@ async fn dispatch(req: &Request<'_>, data: Data<'_>) -> ApiResponse {
         body: &body,
     })
     .await
+}
+
+/// Reads the body up to [`MAX_BODY_BYTES`]. A longer body is drained up to
+/// [`MAX_DRAINED_BODY_BYTES`] so the client reliably sees the 413, exactly
+/// as the axum adapter does; a longer declared or sent body gets the 413 at
+/// once.
+async fn read_body(req: &Request<'_>, data: Data<'_>) -> Result<Vec<u8>, ApiResponse> {
+    let too_large = || AuthError::PayloadTooLarge.to_response();
+    let declared_length =
+        header(req, "Content-Length").and_then(|value| value.parse::<usize>().ok());
+    if declared_length.is_some_and(|length| length > MAX_DRAINED_BODY_BYTES) {
+        return Err(too_large());
+    }
+
+    // The stream ends one byte past the drain limit, which is enough to
+    // tell an overlong body from one of exactly that size.
+    let mut stream = data.open((MAX_DRAINED_BODY_BYTES + 1).bytes());
+    let mut bytes = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    let mut total = 0usize;
+    loop {
+        let read = stream.read(&mut chunk).await.map_err(|e| {
+            tracing::debug!(error = %e, "reading the request body failed");
+            AuthError::MalformedJson("the request body could not be read".to_owned()).to_response()
+        })?;
+        if read == 0 {
+            break;
+        }
+        total += read;
+        if total > MAX_DRAINED_BODY_BYTES {
+            return Err(too_large());
+        }
+        if total <= MAX_BODY_BYTES {
+            bytes.extend_from_slice(&chunk[..read]);
+        }
+    }
+    if total > MAX_BODY_BYTES {
+        return Err(too_large());
+    }
+    Ok(bytes)
 }
 
 /// Returns the method the client sent.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use jwt2fa_core::{
     find_code, ApiResponse, Auth, AuthConfig, AuthConfigBuilder, AuthError, MemoryMailer,
-    MemoryStore, RateLimit, MAX_BODY_BYTES,
+    MemoryStore, RateLimit, MAX_BODY_BYTES, MAX_DRAINED_BODY_BYTES,
 };
 use jwt2fa_rocket::{AuthRejection, AuthUser, Jwt2fa};
 use reqwest::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
@@ -328,14 +328,14 @@ async fn text_plain_body_is_415() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_content_length_is_413() {
     let server = start().await;
-    // Only the head and the first bytes of the body are sent (rocket peeks
-    // at up to 14 body bytes before routing): the server must decide
-    // from Content-Length alone.
+    // A declared length over the drain limit gets the 413 without waiting
+    // for the body. Only the head and the first bytes of the body are sent,
+    // because rocket peeks at up to 14 body bytes before routing.
     let address = server.base.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
     let head = format!(
         "POST /api/users/register/ HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{{\"username\": \"aaaa",
-        2 * 1024 * 1024
+        MAX_DRAINED_BODY_BYTES + 1
     );
     stream.write_all(head.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
@@ -385,8 +385,8 @@ async fn form_method_override_is_undone() {
 async fn two_megabyte_body_is_413() {
     let server = start().await;
     let body = format!("{{\"username\": \"{}\"}}", "a".repeat(2 * 1024 * 1024));
-    // The server responds without reading the body; hyper's client still
-    // returns that early response.
+    // The server reads and discards a body this size before it responds,
+    // so the client finishes sending and then reads the 413.
     let reply = server
         .send(
             server
