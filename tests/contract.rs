@@ -14,7 +14,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use support::{base_config, compare, Adapter, Call, TestServer, PASSWORD, SECRET};
 
-const ADAPTERS: &[Adapter] = &[Adapter::Axum];
+const ADAPTERS: &[Adapter] = &[Adapter::Axum, Adapter::Rocket];
 
 /// Declares one test per case, each comparing every adapter.
 macro_rules! contract {
