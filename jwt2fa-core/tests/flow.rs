@@ -595,7 +595,10 @@ struct StubbornMailer {
 
 #[async_trait::async_trait]
 impl jwt2fa_core::Mailer for StubbornMailer {
-    async fn send(&self, message: &jwt2fa_core::EmailMessage) -> Result<(), jwt2fa_core::MailError> {
+    async fn send(
+        &self,
+        message: &jwt2fa_core::EmailMessage,
+    ) -> Result<(), jwt2fa_core::MailError> {
         use std::sync::atomic::Ordering;
         self.attempts.fetch_add(1, Ordering::SeqCst);
         let _permit = self.release.acquire().await.expect("semaphore open");
@@ -644,7 +647,9 @@ async fn send_code_does_not_wait_for_a_hanging_mailer() {
     assert!(inner.messages().is_empty());
 
     mailer.release.add_permits(1);
-    let delivered = inner.wait_for("ana@example.com", 1, StdDuration::from_secs(10)).await;
+    let delivered = inner
+        .wait_for("ana@example.com", 1, StdDuration::from_secs(10))
+        .await;
     assert_eq!(delivered.len(), 1);
 }
 
@@ -670,10 +675,14 @@ async fn failed_mail_is_retried_until_delivered() {
     .await
     .unwrap();
 
-    auth.send_verification_code("ana@example.com").await.unwrap();
+    auth.send_verification_code("ana@example.com")
+        .await
+        .unwrap();
     // Paused time advances on its own while every task waits, so the
     // back-off sleeps pass at once.
-    let delivered = inner.wait_for("ana@example.com", 1, StdDuration::from_secs(60)).await;
+    let delivered = inner
+        .wait_for("ana@example.com", 1, StdDuration::from_secs(60))
+        .await;
     assert_eq!(delivered.len(), 1);
     assert_eq!(mailer.attempts.load(std::sync::atomic::Ordering::SeqCst), 3);
 }
@@ -706,12 +715,23 @@ async fn weak_hash_is_replaced_at_login() {
         argon2::Params::new(4096, 1, 1, None).unwrap(),
     );
     let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    let weak_hash = weak.hash_password(PASSWORD.as_bytes(), &salt).unwrap().to_string();
+    let weak_hash = weak
+        .hash_password(PASSWORD.as_bytes(), &salt)
+        .unwrap()
+        .to_string();
     store.set_password_hash(user.id, &weak_hash).await.unwrap();
 
     auth.login("ana", &Secret::new(PASSWORD)).await.unwrap();
-    let stored = store.user_by_id(user.id).await.unwrap().unwrap().password_hash;
-    assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{stored}");
+    let stored = store
+        .user_by_id(user.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .password_hash;
+    assert!(
+        stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{stored}"
+    );
     assert!(auth.login("ana", &Secret::new(PASSWORD)).await.is_ok());
 }
 
@@ -723,11 +743,19 @@ fn forwarded_for_is_believed_only_from_trusted_proxies() {
         .trusted_proxies([proxy])
         .build()
         .unwrap();
-    let auth = Auth::builder(config, Arc::new(MemoryStore::new())).build().unwrap();
+    let auth = Auth::builder(config, Arc::new(MemoryStore::new()))
+        .build()
+        .unwrap();
 
     let header = Some("198.51.100.1, 203.0.113.7");
     assert_eq!(auth.client_ip(Some(proxy), header), Some(client));
-    assert_eq!(auth.client_ip(Some(client), Some("198.51.100.1")), Some(client));
+    assert_eq!(
+        auth.client_ip(Some(client), Some("198.51.100.1")),
+        Some(client)
+    );
     assert_eq!(auth.client_ip(Some(proxy), None), Some(proxy));
-    assert_eq!(auth.client_ip(Some(proxy), Some("not an address")), Some(proxy));
+    assert_eq!(
+        auth.client_ip(Some(proxy), Some("not an address")),
+        Some(proxy)
+    );
 }
