@@ -102,7 +102,7 @@ fn lowercase(name: &'static str) -> &'static str {
     }
 }
 
-fn header<'a>(parts: &'a Parts, name: impl axum::http::header::AsHeaderName) -> Option<&'a str> {
+fn header(parts: &Parts, name: impl axum::http::header::AsHeaderName) -> Option<&str> {
     parts
         .headers
         .get(name)
