@@ -19,7 +19,7 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that moves only when told to, for tests.
+/// A clock that changes only when a test sets or advances it.
 #[derive(Debug)]
 pub struct ManualClock {
     now: Mutex<OffsetDateTime>,

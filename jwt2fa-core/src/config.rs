@@ -35,7 +35,7 @@ pub struct Argon2Params {
 }
 
 impl Default for Argon2Params {
-    /// The OWASP recommendation: m = 19456 KiB (19 MiB), t = 2, p = 1.
+    /// Returns the OWASP recommendation: m = 19456 KiB (19 MiB), t = 2, p = 1.
     fn default() -> Self {
         Self {
             memory_kib: 19_456,
@@ -102,7 +102,7 @@ pub enum ConfigError {
     Invalid {
         /// The setting.
         name: &'static str,
-        /// What it expects.
+        /// The expected form or range.
         reason: String,
     },
 }
@@ -236,7 +236,7 @@ impl AuthConfigBuilder {
     }
 
     /// Sets the minimum time between two codes sent to one address; a
-    /// request inside it gets the usual answer and sends nothing.
+    /// request inside it gets the usual response and sends nothing.
     /// Default: 60 seconds.
     pub fn code_resend_cooldown(mut self, cooldown: Duration) -> Self {
         self.config.code_resend_cooldown = cooldown;

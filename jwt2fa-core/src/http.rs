@@ -3,7 +3,7 @@
 //!
 //! Adapters pass the method, path, a few headers, the peer address and the
 //! body bytes to [`Auth::handle`] and write back the [`ApiResponse`]. Every
-//! rule lives here, so the axum and rocket adapters answer every request
+//! rule lives here, so the axum and rocket adapters respond to every request
 //! byte for byte alike.
 
 use std::net::IpAddr;
@@ -21,7 +21,7 @@ use crate::store::ProfileChanges;
 /// bodies with [`AuthError::PayloadTooLarge`] before reading them whole.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Largest body an adapter reads and discards before answering 413. Over
+/// Maximum body size an adapter reads and discards before responding with 413. Over
 /// HTTP/1.1 a client that is still sending when the response arrives may
 /// see a reset connection instead of the 413, so bodies up to this size are
 /// drained first. Larger ones get the 413 at once and the connection closes.
@@ -126,7 +126,7 @@ impl std::fmt::Debug for ApiRequest<'_> {
     }
 }
 
-/// Whether a `Content-Type` value is JSON: `application/json` or
+/// Returns whether a `Content-Type` value is JSON: `application/json` or
 /// `application/*+json`, with any parameters.
 pub fn is_json_content_type(value: &str) -> bool {
     let media_type = value.split(';').next().unwrap_or_default().trim();

@@ -19,7 +19,7 @@ const MAX_MEMORY_KIB: u32 = 256 * 1024;
 const MAX_ITERATIONS: u32 = 10;
 const MAX_PARALLELISM: u32 = 8;
 
-/// Seconds a client is told to wait when every hashing slot stays busy.
+/// `Retry-After` seconds sent when every hashing slot stays busy.
 const BUSY_RETRY_AFTER: u64 = 1;
 
 /// Result of checking a password against a stored hash.

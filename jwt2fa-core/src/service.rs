@@ -281,7 +281,7 @@ impl Auth {
     /// Accepts a request for a verification code and returns at once.
     ///
     /// The lookup, the resend cooldown, the daily cap and the delivery all
-    /// run in a background task, so the caller's answer and its timing are
+    /// run in a background task, so the caller's response and its timing are
     /// the same for unknown, unverified, verified and cooling-down
     /// addresses. A failed delivery is retried with back-off and logged
     /// with the user id.

@@ -143,7 +143,7 @@ impl CodePurpose {
 pub struct CodeRecord {
     /// The user the code belongs to.
     pub user_id: i64,
-    /// What the code is for.
+    /// The purpose of the code.
     pub purpose: CodePurpose,
     /// HMAC-SHA-256 of the code, bound to user and purpose.
     pub code_hash: Vec<u8>,
@@ -291,7 +291,7 @@ pub struct CounterState {
 }
 
 /// Fixed-window counters for rate limits, throttling and send caps, kept in
-/// the store so that every app instance sees the same counts.
+/// the store so that every app instance reads the same counts.
 #[async_trait]
 pub trait CounterStore: Send + Sync {
     /// Counts one hit on `key` in one atomic step. When the window ended,

@@ -89,7 +89,7 @@ impl TokenKeys {
 
         // The library checks only the signature and the algorithm. Expiry
         // and not-before are checked against the injected clock, and
-        // issuer and audience below, so every check sees one time source.
+        // issuer and audience below, so every check uses one time source.
         let mut validation = Validation::new(Algorithm::HS256);
         validation.algorithms = vec![Algorithm::HS256];
         validation.validate_exp = false;

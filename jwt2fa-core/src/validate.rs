@@ -6,17 +6,17 @@ use unicode_normalization::UnicodeNormalization;
 use crate::error::FieldErrors;
 use crate::secret::Secret;
 
-/// Longest username, in characters (Django's limit).
+/// Maximum length of a username, in characters (Django's limit).
 pub const USERNAME_MAX_CHARS: usize = 150;
-/// Longest email address, in characters (RFC 5321 path limit less brackets).
+/// Maximum length of an email address, in characters (RFC 5321 path limit less brackets).
 pub const EMAIL_MAX_CHARS: usize = 254;
-/// Shortest password, in characters.
+/// Minimum length of a password, in characters.
 pub const PASSWORD_MIN_CHARS: usize = 8;
-/// Longest password, in UTF-8 bytes after NFKC. Longer is rejected, never truncated.
+/// Maximum length of a password, in UTF-8 bytes after NFKC. Longer is rejected, never truncated.
 pub const PASSWORD_MAX_BYTES: usize = 1024;
-/// Longest bio, in characters.
+/// Maximum length of a bio, in characters.
 pub const BIO_MAX_CHARS: usize = 1000;
-/// Longest avatar URL, in characters.
+/// Maximum length of an avatar URL, in characters.
 pub const AVATAR_MAX_CHARS: usize = 2048;
 /// Characters of a password that the strength estimator reads. Longer
 /// passwords are judged on this prefix, which bounds the estimator's work.
