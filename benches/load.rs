@@ -336,8 +336,8 @@ fn login_script(dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
-/// Offers `rate` requests per second for `duration`, whatever the answers
-/// take (open loop), and returns the p99 latency in ms and the errors.
+/// Offers `rate` requests per second for `duration`, however long the
+/// responses take (open loop), and returns the p99 latency in ms and the errors.
 async fn fixed_rate(
     client: &reqwest::Client,
     url: &str,

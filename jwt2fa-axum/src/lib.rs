@@ -1,8 +1,8 @@
 //! axum adapter for jwt2fa: the routes of the account flow, an [`AuthUser`]
 //! extractor for the application's own routes, and JSON errors.
 //!
-//! Every request under the prefix goes to [`Auth::handle`], which holds all
-//! rules of the HTTP contract, so this crate only translates between axum
+//! Every request under the prefix goes to [`Auth::handle`], which implements every
+//! rule of the HTTP contract, so this crate only translates between axum
 //! and the core.
 //!
 //! ```no_run
@@ -68,7 +68,7 @@ pub fn router(auth: Auth) -> Router {
 /// Returns a router with every route of the contract under `prefix`, such
 /// as `/auth` (no trailing slash; `""` mounts them at the root).
 ///
-/// Each path answers with and without its trailing slash, and every
+/// Each path responds with and without its trailing slash, and every
 /// response, errors included, is JSON.
 pub fn router_with_prefix(auth: Auth, prefix: &str) -> Router {
     let prefix = prefix.trim_end_matches('/');

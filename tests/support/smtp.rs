@@ -60,7 +60,7 @@ impl SmtpSink {
         sink
     }
 
-    /// The URL to give `SmtpMailer::from_url` or `SMTP_URL`.
+    /// Returns the URL to give `SmtpMailer::from_url` or `SMTP_URL`.
     pub fn url(&self) -> String {
         format!("smtp://{}", self.address)
     }
