@@ -4,8 +4,8 @@
 //!
 //! Every request under the prefix goes to [`Auth::handle`], which implements
 //! every rule of the HTTP contract, so this crate only translates between
-//! rocket and the core. For the same request it answers with the same status, the
-//! same `Content-Type`, `WWW-Authenticate`, `Retry-After` and `Allow`
+//! rocket and the core. For the same request it returns the same status,
+//! the same `Content-Type`, `WWW-Authenticate`, `Retry-After` and `Allow`
 //! headers and the same JSON body as the axum adapter.
 //!
 //! ```no_run
@@ -44,10 +44,11 @@
 //! rocket 0.5 rejects a request whose method it does not know (anything
 //! besides GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE and CONNECT)
 //! with `400` before any route, fairing or guard runs, and the method's name
-//! is lost. Under the prefix that `400` is JSON (`"code": "bad_request"`),
-//! where the axum adapter answers `405` or `404`. rocket also adds its
-//! `Server` header and the security headers of its default `Shield`
-//! fairing to every response.
+//! is lost. Under the prefix such a request gets the core's `404` on a path
+//! that is no endpoint, as in the axum adapter, and a JSON `400`
+//! (`"code": "bad_request"`) on an endpoint's path, where the axum adapter
+//! sends `405`. rocket also adds its `Server` header and the security
+//! headers of its default `Shield` fairing to every response.
 
 #![forbid(unsafe_code)]
 
@@ -55,14 +56,14 @@ use std::io::Cursor;
 use std::ops::Deref;
 
 use jwt2fa_core::{
-    ApiRequest, ApiResponse, Auth, AuthError, AuthenticatedUser, MAX_BODY_BYTES,
+    ApiRequest, ApiResponse, Auth, AuthError, AuthenticatedUser, Endpoint, MAX_BODY_BYTES,
     MAX_DRAINED_BODY_BYTES,
 };
 use rocket::catcher::{self, Catcher};
 use rocket::data::{Data, ToByteUnit};
 use rocket::fairing::{self, Fairing, Info, Kind};
 use rocket::http::uri::Origin;
-use rocket::http::{Method, Status};
+use rocket::http::{Method, RawStr, Status};
 use rocket::request::{self, FromRequest, Request};
 use rocket::response::{self, Responder, Response};
 use rocket::route::{self, Handler, Route};
@@ -84,6 +85,9 @@ const METHODS: [Method; 9] = [
     Method::Trace,
     Method::Connect,
 ];
+
+/// Name of the API routes, which finds them again among the application's.
+const ROUTE_NAME: &str = "jwt2fa";
 
 /// Rank of the routes: the rank rocket gives a route with a static prefix
 /// and a trailing `<path..>`, so that an application's own `/<path..>`
@@ -180,7 +184,7 @@ pub fn routes() -> Vec<Route> {
         .into_iter()
         .map(|method| {
             let mut route = Route::ranked(RANK, method, "/<path..>", ApiHandler);
-            route.name = Some("jwt2fa".into());
+            route.name = Some(ROUTE_NAME.into());
             route
         })
         .collect()
@@ -223,6 +227,17 @@ pub fn error_response(status: Status, req: &Request<'_>) -> ApiResponse {
             return failure.clone();
         }
     }
+    // rocket rejects a method it does not know with 400 before routing, so
+    // no route is set. The core checks the path before the method, so a path
+    // that is no endpoint still gets the 404 the axum adapter sends.
+    if status == Status::BadRequest && req.route().is_none() {
+        if let Some(base) = api_base(req) {
+            if Endpoint::from_path(&path_below(req, &base)).is_none() {
+                return AuthError::NotFound.to_response();
+            }
+        }
+    }
+
     let error = match status.code {
         401 => AuthError::NotAuthenticated,
         403 => AuthError::PermissionDenied,
@@ -282,19 +297,8 @@ async fn dispatch(req: &Request<'_>, data: Data<'_>) -> ApiResponse {
         Err(response) => return response,
     };
 
-    let base_segments = req.route().map_or(0, |route| {
-        route
-            .uri
-            .base()
-            .split('/')
-            .filter(|segment| !segment.is_empty())
-            .count()
-    });
-    let below = below_prefix(req.uri().path().as_str(), base_segments);
-    // A path that does not decode to UTF-8 matches no endpoint.
-    let relative = rocket::http::RawStr::new(below)
-        .percent_decode()
-        .unwrap_or_default();
+    let base = req.route().map_or("/", |route| route.uri.base());
+    let relative = path_below(req, base);
 
     auth.handle(ApiRequest {
         method: sent_method(req, &body).as_str(),
@@ -308,10 +312,10 @@ async fn dispatch(req: &Request<'_>, data: Data<'_>) -> ApiResponse {
     .await
 }
 
-/// Reads the body up to [`MAX_BODY_BYTES`]. A longer body is drained up to
-/// [`MAX_DRAINED_BODY_BYTES`] so the client reliably sees the 413, exactly
-/// as the axum adapter does; a longer declared or sent body gets the 413 at
-/// once.
+/// Reads the body up to [`MAX_BODY_BYTES`], exactly as the axum adapter
+/// does. A longer body is drained up to [`MAX_DRAINED_BODY_BYTES`] so that
+/// the client reliably sees the 413. A body declared or sent longer than
+/// that gets the 413 at once.
 async fn read_body(req: &Request<'_>, data: Data<'_>) -> Result<Vec<u8>, ApiResponse> {
     let too_large = || AuthError::PayloadTooLarge.to_response();
     let declared_length =
@@ -382,6 +386,37 @@ fn form_method_override(body: &[u8]) -> Option<Method> {
         return None;
     }
     field.value.parse().ok()
+}
+
+/// Returns the path of `req` below the mount base `base`, percent-decoded,
+/// as the core expects it.
+fn path_below(req: &Request<'_>, base: &str) -> String {
+    let base_segments = base
+        .split('/')
+        .filter(|segment| !segment.is_empty())
+        .count();
+    let below = below_prefix(req.uri().path().as_str(), base_segments);
+    // A path that does not decode to UTF-8 matches no endpoint.
+    RawStr::new(below)
+        .percent_decode()
+        .map(|path| path.into_owned())
+        .unwrap_or_default()
+}
+
+/// Returns the mount base of the API routes that the path of `req` is
+/// under, the longest one when the routes are mounted more than once.
+fn api_base(req: &Request<'_>) -> Option<String> {
+    let segments: Vec<&str> = req.uri().path().segments().collect();
+    req.rocket()
+        .routes()
+        .filter(|route| route.name.as_deref() == Some(ROUTE_NAME))
+        .map(|route| route.uri.base())
+        .filter(|base| {
+            let base_segments: Vec<&str> = base.split('/').filter(|s| !s.is_empty()).collect();
+            segments.starts_with(&base_segments)
+        })
+        .max_by_key(|base| base.len())
+        .map(str::to_owned)
 }
 
 /// Returns the raw path after the first `base_segments` segments and the
