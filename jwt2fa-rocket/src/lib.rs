@@ -113,9 +113,9 @@ impl Jwt2fa {
         Self::with_prefix(auth, DEFAULT_PREFIX)
     }
 
-    /// Installs the API under `prefix`, such as `/auth` (a trailing slash
-    /// is ignored; `""` or `"/"` mounts it at the root, where the prefix
-    /// catchers then render every error of the application as JSON).
+    /// Installs the API under `prefix`, such as `/auth`. A trailing slash is
+    /// ignored. `""` or `"/"` mounts the API at the root, where the prefix
+    /// catchers then render every error of the application as JSON.
     ///
     /// Ignition fails when the prefix is not a valid path without query.
     pub fn with_prefix(auth: Auth, prefix: &str) -> Self {
@@ -494,7 +494,7 @@ impl<'r> Responder<'r, 'static> for ApiResponder {
 /// [`guard_catchers`], which [`Jwt2fa`] registers, then renders the
 /// contract's JSON body and `WWW-Authenticate` header, byte for byte like
 /// the axum adapter's rejection.
-/// `Result<AuthUser, AuthRejection>` lets a route answer the rejection
+/// `Result<AuthUser, AuthRejection>` lets a route return the rejection
 /// itself.
 ///
 /// A route that uses this guard aborts launch when no [`Auth`] is managed.
