@@ -220,7 +220,9 @@ fn prefix_catcher<'r>(status: Status, req: &'r Request<'_>) -> catcher::BoxFutur
 }
 
 /// Returns the contract's response for an error rocket raised with
-/// `status` while handling `req`; the catchers use it.
+/// `status` while handling `req`. The catchers of this crate use it, and an
+/// application's own catcher can call it to render a failed [`AuthUser`]
+/// guard.
 pub fn error_response(status: Status, req: &Request<'_>) -> ApiResponse {
     if let Some(failure) = &req.local_cache(|| GuardFailure(None)).0 {
         if failure.status == status.code {
@@ -494,6 +496,7 @@ impl<'r> Responder<'r, 'static> for ApiResponder {
 /// [`guard_catchers`], which [`Jwt2fa`] registers, then renders the
 /// contract's JSON body and `WWW-Authenticate` header, byte for byte like
 /// the axum adapter's rejection.
+///
 /// `Result<AuthUser, AuthRejection>` lets a route return the rejection
 /// itself.
 ///
