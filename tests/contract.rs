@@ -254,6 +254,15 @@ mod cases {
         assert_eq!(raw["code"], "not_found");
         let (observed, _) = s.get("register/extra/", None).await;
         assert_status(&observed, 404, "path below a route");
+        for bare in [
+            format!("{}/api/users", s.origin),
+            format!("{}/api/users/", s.origin),
+        ] {
+            let response = reqwest::get(&bare).await.unwrap();
+            assert_eq!(response.status(), 404, "{bare}");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["code"], "not_found", "{bare}");
+        }
     }
 
     pub async fn wrong_method_is_405_with_allow(s: &TestServer) {

@@ -72,9 +72,14 @@ pub fn router(auth: Auth) -> Router {
 /// response, errors included, is JSON.
 pub fn router_with_prefix(auth: Auth, prefix: &str) -> Router {
     let prefix = prefix.trim_end_matches('/');
-    Router::new()
-        .route(&format!("{prefix}/{{*path}}"), any(handle))
-        .with_state(auth)
+    // The wildcard does not match an empty rest, so the prefix itself gets
+    // routes of its own, which the core rejects with its JSON 404.
+    let mut router = Router::new().route(&format!("{prefix}/{{*path}}"), any(handle));
+    router = router.route(&format!("{prefix}/"), any(handle));
+    if !prefix.is_empty() {
+        router = router.route(prefix, any(handle));
+    }
+    router.with_state(auth)
 }
 
 /// Converts a core response into an axum response.
