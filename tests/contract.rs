@@ -47,6 +47,7 @@ macro_rules! contract {
 contract! {
     register_returns_created_user;
     register_rejects_duplicates_ignoring_case;
+    email_case_does_not_matter_for_codes;
     register_reports_missing_fields;
     register_reports_invalid_fields;
     malformed_json_is_400;
@@ -147,6 +148,23 @@ mod cases {
         assert_status(&observed, 400, "duplicate email");
         assert!(raw["email"].is_array());
         assert!(raw.get("username").is_none());
+    }
+
+    pub async fn email_case_does_not_matter_for_codes(s: &TestServer) {
+        s.register("ana", "Ana@Example.com").await;
+        let (observed, _) = s
+            .post("verify/send/", json!({"email": "ANA@example.COM"}))
+            .await;
+        assert_status(&observed, 200, "verify/send in another case");
+        let code = s.smtp.code("Ana@Example.com", 1).await;
+        let (observed, _) = s
+            .post("verify/", json!({"email": "ana@EXAMPLE.com", "code": code}))
+            .await;
+        assert_status(&observed, 200, "verify in another case");
+        let (observed, _) = s
+            .post("login/", json!({"username": "ANA", "password": PASSWORD}))
+            .await;
+        assert_status(&observed, 200, "login with the username in another case");
     }
 
     pub async fn register_reports_missing_fields(s: &TestServer) {
@@ -643,6 +661,7 @@ mod cases {
     pub async fn login_failures_throttle_alike(s: &TestServer) {
         s.verified_login("ana", "ana@example.com").await;
         for attempt in 1..=5 {
+            let hashes_before = s.auth.password_verifications();
             let (known, _) = s
                 .post(
                     "login/",
@@ -656,6 +675,11 @@ mod cases {
                 )
                 .await;
             assert_eq!(known, unknown, "attempt {attempt}");
+            // Each attempt that is not throttled runs one Argon2
+            // verification, for the known and the unknown user alike.
+            let hashes = s.auth.password_verifications() - hashes_before;
+            let expected_hashes = if known.status == 429 { 0 } else { 2 };
+            assert_eq!(hashes, expected_hashes, "attempt {attempt}");
             let expected = if attempt <= 3 { 401 } else { 429 };
             assert_eq!(known.status, expected, "attempt {attempt}");
             if expected == 429 {

@@ -759,3 +759,70 @@ fn forwarded_for_is_believed_only_from_trusted_proxies() {
         Some(proxy)
     );
 }
+
+#[tokio::test]
+async fn guesses_per_day_are_bounded() {
+    let h = harness();
+    h.register("ana", "ana@example.com").await;
+
+    // "Three wrong codes, ask for a new one" without waiting: the cooldown
+    // holds every new code back.
+    let first = h.request_code("ana@example.com", 1).await;
+    for _ in 0..5 {
+        for _ in 0..3 {
+            let result = h
+                .auth
+                .verify_email("ana@example.com", &wrong_code(&first))
+                .await;
+            assert!(matches!(result, Err(AuthError::InvalidCode)));
+        }
+        h.auth
+            .send_verification_code("ana@example.com")
+            .await
+            .unwrap();
+    }
+    let mails = h
+        .mailer
+        .wait_for("ana@example.com", 2, StdDuration::from_millis(300))
+        .await;
+    assert_eq!(mails.len(), 1, "the cooldown held the new codes back");
+
+    // The same loop a minute apart: nine more codes arrive, then the daily
+    // cap stops the sends. Each request waits for its mail, because the
+    // background task reads the clock when it runs.
+    for nth in 2..=10 {
+        h.clock.advance(Duration::seconds(61));
+        h.request_code("ana@example.com", nth).await;
+    }
+    for _ in 0..5 {
+        h.clock.advance(Duration::seconds(61));
+        h.auth
+            .send_verification_code("ana@example.com")
+            .await
+            .unwrap();
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+    let mails = h
+        .mailer
+        .wait_for("ana@example.com", 11, StdDuration::from_millis(300))
+        .await;
+    assert_eq!(mails.len(), 10, "the daily cap allows ten codes");
+
+    // Each code allows five tries, so ten codes allow at most fifty.
+    let last = find_code(&mails[9].text).unwrap();
+    for _ in 0..5 {
+        let result = h
+            .auth
+            .verify_email("ana@example.com", &wrong_code(&last))
+            .await;
+        assert!(matches!(result, Err(AuthError::InvalidCode)));
+    }
+    let right = h
+        .auth
+        .verify_email("ana@example.com", &Secret::new(last))
+        .await;
+    assert!(
+        matches!(right, Err(AuthError::InvalidCode)),
+        "the spent code is dead"
+    );
+}
