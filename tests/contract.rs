@@ -72,7 +72,7 @@ contract! {
     access_token_at_refresh_is_401;
     code_is_dead_after_five_wrong_tries;
     code_verifies_once_even_when_raced;
-    login_failures_throttle_alike with || base_config().login_free_failures(3);
+    login_failures_throttle_alike with || base_config().login_free_failures(3).login_first_delay(time::Duration::minutes(1));
     blank_username_is_400_and_not_counted;
     deactivated_or_deleted_user_cannot_refresh;
     logout_with_other_users_token_is_403;

@@ -64,6 +64,7 @@ pub struct AuthConfig {
     pub(crate) code_daily_sends: u32,
     pub(crate) login_free_failures: u32,
     pub(crate) login_failure_window: Duration,
+    pub(crate) login_first_delay: Duration,
     pub(crate) login_max_delay: Duration,
     pub(crate) argon2: Argon2Params,
     pub(crate) hash_permits: usize,
@@ -132,6 +133,7 @@ impl AuthConfig {
                 code_daily_sends: 10,
                 login_free_failures: 5,
                 login_failure_window: Duration::minutes(15),
+                login_first_delay: Duration::seconds(1),
                 login_max_delay: Duration::minutes(15),
                 argon2: Argon2Params::default(),
                 hash_permits: parallelism,
@@ -251,8 +253,9 @@ impl AuthConfigBuilder {
     }
 
     /// Sets how many failed logins per username are free before delays
-    /// start; each further failure doubles the delay, starting at 1 second,
-    /// up to [`login_max_delay`](Self::login_max_delay). Default: 5.
+    /// start; each further failure doubles the delay, starting at
+    /// [`login_first_delay`](Self::login_first_delay), up to
+    /// [`login_max_delay`](Self::login_max_delay). Default: 5.
     pub fn login_free_failures(mut self, failures: u32) -> Self {
         self.config.login_free_failures = failures;
         self
@@ -262,6 +265,13 @@ impl AuthConfigBuilder {
     /// Default: 15 minutes.
     pub fn login_failure_window(mut self, window: Duration) -> Self {
         self.config.login_failure_window = window;
+        self
+    }
+
+    /// Sets the delay after the first failed login past the free ones; each
+    /// further failure doubles it. Default: 1 second.
+    pub fn login_first_delay(mut self, delay: Duration) -> Self {
+        self.config.login_first_delay = delay;
         self
     }
 

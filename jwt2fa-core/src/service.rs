@@ -518,7 +518,10 @@ impl Auth {
             return Ok(());
         }
         let doublings = (state.count - config.login_free_failures).min(30);
-        let delay = Duration::seconds(1i64 << doublings).min(config.login_max_delay);
+        let delay = config
+            .login_first_delay
+            .saturating_mul(1i32 << doublings)
+            .min(config.login_max_delay);
         let free_at = state.last_hit_at + delay;
         if now < free_at {
             let retry_after = (free_at - now).whole_seconds().max(1) as u64;
