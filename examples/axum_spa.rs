@@ -24,7 +24,6 @@ mod common;
 async fn main() {
     common::init_tracing();
     if let Err(e) = run().await {
-        tracing::error!("{e}");
         eprintln!("axum_spa: {e}");
         std::process::exit(1);
     }

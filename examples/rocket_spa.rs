@@ -27,7 +27,6 @@ mod common;
 async fn main() {
     init_tracing();
     if let Err(e) = run().await {
-        tracing::error!("{e}");
         eprintln!("rocket_spa: {e}");
         std::process::exit(1);
     }

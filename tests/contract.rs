@@ -311,6 +311,15 @@ mod cases {
 
     pub async fn whole_flow_succeeds(s: &TestServer) {
         let (access, refresh) = s.verified_login("ana", "ana@example.com").await;
+        let mail = &s.smtp.mails_to("ana@example.com")[0].data;
+        for header in [
+            "Message-ID: <",
+            "MIME-Version: 1.0",
+            "Subject: Your verification code",
+            "Date: ",
+        ] {
+            assert!(mail.contains(header), "the mail lacks {header:?}");
+        }
 
         let (observed, raw) = s.get("profile/", Some(&access)).await;
         assert_status(&observed, 200, "profile");
@@ -939,6 +948,17 @@ mod cases {
     }
 
     pub async fn client_rate_limit_is_429(s: &TestServer) {
+        // Requests with missing or blank fields are rejected before the
+        // per-client limit counts them.
+        for body in [
+            json!({"username": "", "password": "x"}),
+            json!({"password": "x"}),
+        ] {
+            for _ in 0..5 {
+                let (observed, _) = s.post("login/", body.clone()).await;
+                assert_status(&observed, 400, "blank username");
+            }
+        }
         for attempt in 1..=4 {
             let (observed, _) = s
                 .post(

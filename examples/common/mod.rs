@@ -175,6 +175,13 @@ impl Settings {
                 Secret::new(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
             }
         };
+        if self.refresh_ttl < self.access_ttl {
+            tracing::warn!(
+                "JWT2FA_REFRESH_TTL ({} s) is shorter than JWT2FA_ACCESS_TTL ({} s): sessions end before their first refresh",
+                self.refresh_ttl,
+                self.access_ttl
+            );
+        }
         let mut builder = AuthConfig::builder(secret);
         if !self.client_limits {
             tracing::warn!("JWT2FA_CLIENT_LIMITS=off: per-client rate limits are disabled");
@@ -190,8 +197,9 @@ impl Settings {
 
         let store = jwt2fa_sqlx::open(&self.database_url).await.map_err(|e| {
             format!(
-                "could not open DATABASE_URL {}: {e}",
-                jwt2fa_core::redact_url(&self.database_url)
+                "could not open DATABASE_URL {}: {}",
+                jwt2fa_core::redact_url(&self.database_url),
+                error_chain(&e)
             )
         })?;
         let mailer: Arc<dyn Mailer> = match &self.smtp_url {
@@ -208,6 +216,22 @@ impl Settings {
     pub fn database_for_log(&self) -> String {
         jwt2fa_core::redact_url(&self.database_url)
     }
+}
+
+/// Returns an error with its causes, joined by ": ", so a start-up message
+/// shows the database's own reason (refused, unknown database, ...).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Sets up logging from `RUST_LOG`, at info level by default.

@@ -321,8 +321,17 @@
     return [];
   }
 
+  // Formats a wait in the largest unit that keeps it readable.
   function formatRetryAfter(seconds) {
-    return seconds === 1 ? "Try again in 1 second." : `Try again in ${seconds} seconds.`;
+    if (seconds < 60) {
+      return seconds === 1 ? "Try again in 1 second." : `Try again in ${seconds} seconds.`;
+    }
+    const minutes = Math.ceil(seconds / 60);
+    if (minutes < 60) {
+      return minutes === 1 ? "Try again in 1 minute." : `Try again in ${minutes} minutes.`;
+    }
+    const hours = Math.ceil(minutes / 60);
+    return hours === 1 ? "Try again in 1 hour." : `Try again in ${hours} hours.`;
   }
 
   // Turns an error into the messages shown to the person.
@@ -347,7 +356,14 @@
     }
 
     const body = error.body;
-    if (isPlainObject(body) && body.detail !== undefined) {
+    if (isPlainObject(body) && body.code === "throttled") {
+      // The server's text carries the raw seconds; the wait is shown once, below.
+      generalMessages.push("Too many attempts.");
+    } else if (isPlainObject(body) && body.code === "invalid_code") {
+      generalMessages.push(...collectMessages(body.detail));
+      generalMessages.push(
+        "A code works once, for 10 minutes, and at most 5 tries. If yours is used up, send a new code (one per minute).");
+    } else if (isPlainObject(body) && body.detail !== undefined) {
       generalMessages.push(...collectMessages(body.detail));
     } else if (isPlainObject(body)) {
       for (const [name, value] of Object.entries(body)) {

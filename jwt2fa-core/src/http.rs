@@ -224,8 +224,10 @@ fn ok(status: u16, body: &impl serde::Serialize) -> ApiResponse {
 impl Auth {
     /// Handles one request of the HTTP contract and returns its response.
     ///
-    /// The steps run in the order Django REST Framework uses: route, method,
-    /// authentication, per-client limit, content type, body, action.
+    /// The steps run in this order: route, method, authentication, content
+    /// type, body, per-client limit, action. Requests with a malformed body
+    /// or missing fields are not counted toward the per-client limits, so
+    /// they cannot use up the budget of a real login from the same client.
     pub async fn handle(&self, request: ApiRequest<'_>) -> ApiResponse {
         match self.dispatch(request).await {
             Ok(response) => response,
@@ -256,9 +258,9 @@ impl Auth {
             }
             _ => None,
         };
-        self.check_client_limit(endpoint, &request).await?;
 
         if matches!(method.as_str(), "GET" | "HEAD") {
+            self.check_client_limit(endpoint, &request).await?;
             let user_id = user.map(|user| user.user_id).unwrap_or_default();
             return Ok(ok(200, &self.profile(user_id).await?));
         }
@@ -287,11 +289,13 @@ impl Auth {
                     password: Secret::new(body.string("password")),
                 };
                 body.finish()?;
+                self.check_client_limit(endpoint, &request).await?;
                 Ok(ok(201, &self.register(registration).await?))
             }
             Endpoint::SendCode => {
                 let email = body.string("email");
                 body.finish()?;
+                self.check_client_limit(endpoint, &request).await?;
                 self.send_verification_code(&email).await?;
                 Ok(ok(
                     200,
@@ -302,6 +306,7 @@ impl Auth {
                 let email = body.string("email");
                 let code = Secret::new(body.string("code"));
                 body.finish()?;
+                self.check_client_limit(endpoint, &request).await?;
                 self.verify_email(&email, &code).await?;
                 Ok(ok(200, &json!({"detail": "User verified!"})))
             }
@@ -309,16 +314,19 @@ impl Auth {
                 let username = body.non_blank("username");
                 let password = Secret::new(body.non_blank("password"));
                 body.finish()?;
+                self.check_client_limit(endpoint, &request).await?;
                 Ok(ok(200, &self.login(&username, &password).await?))
             }
             Endpoint::Refresh => {
                 let refresh = Secret::new(body.non_blank("refresh"));
                 body.finish()?;
+                self.check_client_limit(endpoint, &request).await?;
                 Ok(ok(200, &self.refresh(&refresh).await?))
             }
             Endpoint::Logout => {
                 let refresh = Secret::new(body.non_blank("refresh"));
                 body.finish()?;
+                self.check_client_limit(endpoint, &request).await?;
                 let user = user.ok_or(AuthError::NotAuthenticated)?;
                 self.logout(&user, &refresh).await?;
                 Ok(ok(200, &json!({"detail": "Successfully logged out."})))
@@ -329,6 +337,7 @@ impl Auth {
                     avatar: body.optional_string("avatar"),
                 };
                 body.finish()?;
+                self.check_client_limit(endpoint, &request).await?;
                 let user = user.ok_or(AuthError::NotAuthenticated)?;
                 Ok(ok(200, &self.update_profile(user.user_id, changes).await?))
             }
@@ -336,6 +345,7 @@ impl Auth {
                 let old_password = Secret::new(body.non_blank("old_password"));
                 let new_password = Secret::new(body.non_blank("new_password"));
                 body.finish()?;
+                self.check_client_limit(endpoint, &request).await?;
                 let user = user.ok_or(AuthError::NotAuthenticated)?;
                 let pair = self
                     .change_password(user.user_id, &old_password, &new_password)

@@ -153,7 +153,7 @@ pub use smtp::SmtpMailer;
 #[cfg(feature = "smtp")]
 mod smtp {
     use super::*;
-    use lettre::message::{header::ContentType, Mailbox};
+    use lettre::message::{Mailbox, SinglePart};
     use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
     /// Sends mail over SMTP with lettre (tokio, rustls).
@@ -213,12 +213,15 @@ mod smtp {
                 .to
                 .parse()
                 .map_err(|e| MailError(format!("invalid recipient address: {e}")))?;
+            // A single part gives the MIME-Version header, and `message_id`
+            // without a value generates a unique Message-ID: some providers
+            // reject or file as spam mail without them.
             let email = Message::builder()
                 .from(from)
                 .to(to)
                 .subject(message.subject.clone())
-                .header(ContentType::TEXT_PLAIN)
-                .body(message.text.clone())
+                .message_id(None)
+                .singlepart(SinglePart::plain(message.text.clone()))
                 .map_err(|e| MailError(format!("could not build the message: {e}")))?;
             self.transport
                 .send(email)

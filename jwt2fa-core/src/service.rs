@@ -20,6 +20,9 @@ use crate::validate;
 
 /// Attempts to deliver one verification mail before giving up.
 const MAIL_ATTEMPTS: u32 = 5;
+/// Longest time one delivery attempt may take. A mail server that accepts
+/// the connection and then never replies fails the attempt, which is retried.
+const MAIL_ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Delay before the first retry of a failed mail; it doubles each time.
 const MAIL_FIRST_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -377,7 +380,14 @@ impl Auth {
     async fn deliver(&self, user_id: i64, message: &EmailMessage) {
         let mut delay = MAIL_FIRST_RETRY;
         for attempt in 1..=MAIL_ATTEMPTS {
-            match self.inner.mailer.send(message).await {
+            let sent = tokio::time::timeout(MAIL_ATTEMPT_TIMEOUT, self.inner.mailer.send(message))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(crate::mailer::MailError(format!(
+                        "no answer from the mail server within {MAIL_ATTEMPT_TIMEOUT:?}"
+                    )))
+                });
+            match sent {
                 Ok(()) => {
                     info!(user_id, attempt, "verification code sent");
                     return;

@@ -826,3 +826,42 @@ async fn guesses_per_day_are_bounded() {
         "the spent code is dead"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn silent_mail_server_times_out_and_is_retried() {
+    let inner = MemoryMailer::new();
+    // No permits: every send waits forever, like a server that accepts the
+    // connection and never replies.
+    let mailer = Arc::new(StubbornMailer {
+        release: tokio::sync::Semaphore::new(0),
+        failures: 0.into(),
+        attempts: 0.into(),
+        inner: inner.clone(),
+    });
+    let config = AuthConfig::builder(SECRET).build().unwrap();
+    let auth = Auth::builder(config, Arc::new(MemoryStore::new()))
+        .mailer(mailer.clone())
+        .build()
+        .unwrap();
+    auth.register(Registration {
+        username: "ana".into(),
+        email: "ana@example.com".into(),
+        password: Secret::new(PASSWORD),
+    })
+    .await
+    .unwrap();
+
+    auth.send_verification_code("ana@example.com")
+        .await
+        .unwrap();
+    // Paused time jumps ahead while every task waits, so each attempt's
+    // timeout and each back-off pass at once.
+    for _ in 0..3600 {
+        if mailer.attempts.load(std::sync::atomic::Ordering::SeqCst) == 5 {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_secs(1)).await;
+    }
+    assert_eq!(mailer.attempts.load(std::sync::atomic::Ordering::SeqCst), 5);
+    assert!(inner.messages().is_empty());
+}

@@ -131,6 +131,16 @@ impl PgStore {
             .execute(&mut *tx)
             .await
             .map_err(migrate_error("take the migration lock"))?;
+        // Checking first keeps PostgreSQL from logging a "relation already
+        // exists, skipping" notice at every start.
+        let exists: bool =
+            sqlx::query_scalar("SELECT to_regclass('jwt2fa_migrations') IS NOT NULL")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(migrate_error("look for the migrations table"))?;
+        if exists {
+            return Ok(tx);
+        }
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS jwt2fa_migrations (\
                 version BIGINT NOT NULL PRIMARY KEY, \
