@@ -22,7 +22,7 @@ mod common;
 
 #[tokio::main]
 async fn main() {
-    common::init_tracing();
+    common::init_tracing("info");
     if let Err(e) = run().await {
         eprintln!("axum_spa: {e}");
         std::process::exit(1);

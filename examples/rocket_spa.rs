@@ -25,24 +25,12 @@ mod common;
 
 #[rocket::main]
 async fn main() {
-    init_tracing();
+    // rocket's own log records reach tracing and would print its launch
+    // banner; `rocket::` (with the colons) keeps `rocket_spa` itself visible.
+    common::init_tracing("info,rocket::=off");
     if let Err(e) = run().await {
         eprintln!("rocket_spa: {e}");
         std::process::exit(1);
-    }
-}
-
-/// Sets up logging. With `RUST_LOG` set, that filter alone applies, as in
-/// axum_spa. Otherwise the level is info and rocket's own lines are off,
-/// because rocket logs through the `log` facade, which the subscriber
-/// forwards to tracing, so rocket's `log_level` setting has no effect.
-fn init_tracing() {
-    if std::env::var_os("RUST_LOG").is_some() {
-        common::init_tracing();
-    } else {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("info,rocket::=off"))
-            .init();
     }
 }
 

@@ -234,11 +234,16 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// Sets up logging from `RUST_LOG`, at info level by default.
-pub fn init_tracing() {
+/// Sets up logging from `RUST_LOG`, or from `default_filter` when it is unset.
+pub fn init_tracing(default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    // Colours only on a terminal, so a log written to a file stays plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .init();
 }
 
 /// Returns the folder of the single-page app, whatever the working directory.
