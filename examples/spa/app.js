@@ -348,7 +348,7 @@
       return { fieldMessages, generalMessages };
     }
     if (!(error instanceof ApiError)) {
-      // This branch sees only programming errors, such as a TypeError. No error
+      // This branch receives only programming errors, such as a TypeError. No error
       // in this file is built from a request body or a token, so logging it exposes neither.
       console.error("Unexpected error in the jwt2fa page:", error);
       generalMessages.push("Something went wrong in this page. Reload the page and try again.");
