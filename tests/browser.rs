@@ -114,6 +114,16 @@ async fn walk_the_flow(example: &str) {
     browser.screenshot(&shot("3-verify")).await;
 
     let code = smtp.code("ana@example.com", 1).await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    browser.fill("#verify-code", wrong).await;
+    browser.click("#verify-form button[type=submit]").await;
+    browser
+        .wait_until(
+            "the wrong-code message under the code field",
+            "return document.getElementById('verify-code-error').textContent.includes('Invalid or expired code.')",
+        )
+        .await;
+    browser.screenshot(&shot("3b-wrong-code")).await;
     browser.fill("#verify-code", &code).await;
     browser.click("#verify-form button[type=submit]").await;
     browser.wait_for_view("view-login").await;

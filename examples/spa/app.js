@@ -360,9 +360,11 @@
       // The server's text carries the raw seconds; the wait is shown once, below.
       generalMessages.push("Too many attempts.");
     } else if (isPlainObject(body) && body.code === "invalid_code") {
-      generalMessages.push(...collectMessages(body.detail));
-      generalMessages.push(
-        "A code works once, for 10 minutes, and at most 5 tries. If yours is used up, send a new code (one per minute).");
+      // Only the verify form sends a code, so the message belongs under its field.
+      fieldMessages.push(["code", [
+        ...collectMessages(body.detail),
+        "A code works once, for 10 minutes, and at most 5 tries. If yours is used up, send a new code (one per minute).",
+      ]]);
     } else if (isPlainObject(body) && body.detail !== undefined) {
       generalMessages.push(...collectMessages(body.detail));
     } else if (isPlainObject(body)) {
