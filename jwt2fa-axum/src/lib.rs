@@ -87,24 +87,17 @@ pub fn into_response(response: ApiResponse) -> Response {
     let mut builder = Response::builder()
         .status(StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .header(CONTENT_TYPE, ApiResponse::CONTENT_TYPE);
+    // `from_bytes` lowercases the core's names (`Retry-After`, ...), so any
+    // header the core adds passes through unchanged.
     for (name, value) in response.headers {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            builder = builder.header(HeaderName::from_static(lowercase(name)), value);
+        let name = HeaderName::from_bytes(name.as_bytes());
+        if let (Ok(name), Ok(value)) = (name, HeaderValue::from_str(&value)) {
+            builder = builder.header(name, value);
         }
     }
     builder
         .body(Body::from(response.body))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
-}
-
-/// Maps the core's header names to the lower-case form `HeaderName` requires.
-fn lowercase(name: &'static str) -> &'static str {
-    match name {
-        "WWW-Authenticate" => "www-authenticate",
-        "Retry-After" => "retry-after",
-        "Allow" => "allow",
-        other => other,
-    }
 }
 
 fn header(parts: &Parts, name: impl axum::http::header::AsHeaderName) -> Option<&str> {

@@ -84,7 +84,7 @@ fn codes(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let auth = service();
     // A wrong code for an unknown address: validation, lookup and the
-    // answer, without touching a code row.
+    // response, without touching a code row.
     c.bench_function("verify_code_unknown_address", |b| {
         b.to_async(&runtime).iter(|| async {
             let result = auth

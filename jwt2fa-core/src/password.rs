@@ -53,7 +53,7 @@ pub(crate) struct Hasher {
     permits: Arc<Semaphore>,
     wait: std::time::Duration,
     jobs: mpsc::Sender<Job>,
-    dummy_hash: String,
+    dummy_hash: Arc<str>,
     verifications: AtomicU64,
 }
 
@@ -243,8 +243,9 @@ impl Hasher {
     /// Starts the hashing threads and makes the dummy hash, which costs
     /// one hash now.
     pub(crate) fn new(config: &AuthConfig) -> Result<Self, AuthError> {
-        let dummy_hash = Workspace::new(config.argon2)?
-            .hash(&Secret::new("jwt2fa dummy password for unknown users"))?;
+        let dummy_hash: Arc<str> = Workspace::new(config.argon2)?
+            .hash(&Secret::new("jwt2fa dummy password for unknown users"))?
+            .into();
         Ok(Self {
             permits: Arc::new(Semaphore::new(config.hash_permits)),
             wait: config.hash_wait,
@@ -255,7 +256,7 @@ impl Hasher {
     }
 
     /// Runs `work` on a hashing thread. The semaphore has one permit per
-    /// thread, so a job that got a permit never waits in the queue.
+    /// thread, so the queue never holds more jobs than there are threads.
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Workspace) -> T + Send + 'static,
@@ -291,12 +292,14 @@ impl Hasher {
         password: Secret,
         stored: Option<String>,
     ) -> Result<Verified, AuthError> {
-        let dummy = self.dummy_hash.clone();
+        let dummy = Arc::clone(&self.dummy_hash);
         let has_user = stored.is_some();
-        let stored = stored.unwrap_or_else(|| dummy.clone());
         self.verifications.fetch_add(1, Ordering::Relaxed);
         let verified = self
-            .run(move |workspace| workspace.verify(&password, &stored, &dummy))
+            .run(move |workspace| {
+                let stored = stored.as_deref().unwrap_or(&dummy);
+                workspace.verify(&password, stored, &dummy)
+            })
             .await?;
         Ok(Verified {
             matches: verified.matches && has_user,

@@ -20,7 +20,7 @@ use crate::validate;
 
 /// Attempts to deliver one verification mail before giving up.
 const MAIL_ATTEMPTS: u32 = 5;
-/// Longest time one delivery attempt may take. A mail server that accepts
+/// Maximum duration of one delivery attempt. A mail server that accepts
 /// the connection and then never replies fails the attempt, which is retried.
 const MAIL_ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Delay before the first retry of a failed mail; it doubles each time.
@@ -384,7 +384,7 @@ impl Auth {
                 .await
                 .unwrap_or_else(|_| {
                     Err(crate::mailer::MailError(format!(
-                        "no answer from the mail server within {MAIL_ATTEMPT_TIMEOUT:?}"
+                        "the mail server sent no response within {MAIL_ATTEMPT_TIMEOUT:?}"
                     )))
                 });
             match sent {

@@ -238,6 +238,7 @@ impl TestServer {
         if let Some(token) = call.bearer {
             request = request.header("Authorization", format!("Bearer {token}"));
         }
+
         let response = request.body(call.body).send().await.expect("request sent");
         let header = |name: &str| {
             response
@@ -262,6 +263,7 @@ impl TestServer {
             allow: header("allow"),
             body: Value::Null,
         };
+
         let bytes = response.bytes().await.expect("response body");
         let raw: Value = if bytes.is_empty() {
             Value::Null
@@ -277,6 +279,7 @@ impl TestServer {
         let mut body = raw.clone();
         normalize(&mut body);
         observed.body = body;
+
         self.transcript.lock().unwrap().push(observed.clone());
         (observed, raw)
     }
